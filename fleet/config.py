@@ -1,0 +1,267 @@
+"""Configuration: one frozen dataclass per section, loaded from TOML, overridden by environment.
+
+The file is ``$FLEET_CONFIG`` (default ``config.toml``; missing means built-in defaults). Any key
+can be overridden by ``FLEET_<SECTION>_<KEY>``, for example ``FLEET_MQTT_PORT=21883``.
+``config.example.toml`` documents every key; keep it in step with the defaults here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from fleet.errors import ConfigError
+
+_DURATION = re.compile(
+    r"^P(?:(?P<d>\d+(?:\.\d+)?)D)?(?:T(?:(?P<h>\d+(?:\.\d+)?)H)?(?:(?P<m>\d+(?:\.\d+)?)M)?"
+    r"(?:(?P<s>\d+(?:\.\d+)?)S)?)?$",
+    re.IGNORECASE,
+)
+
+
+def parse_duration(value: object) -> float:
+    """Seconds from an ISO 8601 duration (``PT15M``) or a number of seconds (``900``, ``"900"``).
+
+    Raises ValueError for anything else, including zero and negative durations.
+    """
+    if isinstance(value, bool):
+        raise ValueError(f"not a duration: {value!r}")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str):
+        text = value.strip()
+        try:
+            seconds = float(text)
+        except ValueError:
+            match = _DURATION.match(text)
+            if not match or text.upper() in {"P", "PT"} or text.upper().endswith("T"):
+                raise ValueError(f"not a duration: {value!r}") from None
+            parts = {k: float(v) if v else 0.0 for k, v in match.groupdict().items()}
+            seconds = parts["d"] * 86400 + parts["h"] * 3600 + parts["m"] * 60 + parts["s"]
+    else:
+        raise ValueError(f"not a duration: {value!r}")
+    if not seconds > 0 or seconds == float("inf"):
+        raise ValueError(f"duration must be positive and finite: {value!r}")
+    return seconds
+
+
+@dataclass(frozen=True, slots=True)
+class MqttConfig:
+    host: str = "127.0.0.1"
+    port: int = 1883
+    username: str = "fleet-bridge"
+    password: str = ""
+    keepalive: int = 30
+    tls_ca: str = ""
+
+    def __post_init__(self) -> None:
+        _port("mqtt", "port", self.port)
+        if self.keepalive < 5:
+            raise ConfigError("mqtt.keepalive must be at least 5 seconds")
+
+
+@dataclass(frozen=True, slots=True)
+class InfluxConfig:
+    url: str = "http://127.0.0.1:8086"
+    database: str = "fleet"
+    retention_policy: str = "fleet_raw"
+    retention: str = "INF"
+    create_database: bool = True
+    username: str = ""
+    password: str = ""
+    timeout: float = 10.0
+
+    def __post_init__(self) -> None:
+        parts = urlsplit(self.url)
+        if parts.scheme not in {"http", "https"} or not parts.hostname:
+            raise ConfigError(f"influxdb.url must be an http(s) URL, got {self.url!r}")
+        for key in ("database", "retention_policy"):
+            if not re.fullmatch(r"[A-Za-z0-9_]{1,64}", getattr(self, key)):
+                raise ConfigError(f"influxdb.{key} must be 1-64 characters of [A-Za-z0-9_]")
+        if self.retention.upper() != "INF" and not re.fullmatch(r"\d+[hdw]", self.retention):
+            raise ConfigError("influxdb.retention must be INF or a duration like 52w, 30d, 24h")
+        if self.timeout <= 0:
+            raise ConfigError("influxdb.timeout must be positive")
+
+    @property
+    def port(self) -> int:
+        parts = urlsplit(self.url)
+        return parts.port or (443 if parts.scheme == "https" else 80)
+
+
+@dataclass(frozen=True, slots=True)
+class IngestConfig:
+    default_interval: str = "PT15M"
+    max_readings_per_message: int = 10000
+
+    def __post_init__(self) -> None:
+        try:
+            parse_duration(self.default_interval)
+        except ValueError as exc:
+            raise ConfigError(f"ingest.default_interval: {exc}") from None
+        if self.max_readings_per_message < 1:
+            raise ConfigError("ingest.max_readings_per_message must be at least 1")
+
+    @property
+    def default_interval_seconds(self) -> float:
+        return parse_duration(self.default_interval)
+
+
+@dataclass(frozen=True, slots=True)
+class BridgeConfig:
+    client_id: str = "fleet-bridge-1"
+    shared_group: str = ""
+    session_expiry: int = 7 * 86400
+    max_inflight: int = 10000
+    batch_size: int = 5000
+    flush_interval: float = 0.2
+    retry_max_delay: float = 30.0
+    metrics_port: int = 9108
+    publish_energy: bool = True
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", self.client_id):
+            raise ConfigError("bridge.client_id must be 1-64 characters of [A-Za-z0-9_.-]")
+        if self.shared_group and not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", self.shared_group):
+            raise ConfigError("bridge.shared_group must be empty or 1-64 characters of [A-Za-z0-9_-]")
+        if not 1 <= self.max_inflight <= 65535:
+            raise ConfigError("bridge.max_inflight must be between 1 and 65535 (MQTT Receive Maximum)")
+        if self.batch_size < 1:
+            raise ConfigError("bridge.batch_size must be at least 1")
+        if self.flush_interval <= 0:
+            raise ConfigError("bridge.flush_interval must be positive")
+        if self.retry_max_delay <= 0:
+            raise ConfigError("bridge.retry_max_delay must be positive")
+        if self.session_expiry < 0:
+            raise ConfigError("bridge.session_expiry must be >= 0")
+        if self.metrics_port != 0:
+            _port("bridge", "metrics_port", self.metrics_port)
+
+
+@dataclass(frozen=True, slots=True)
+class HttpConfig:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    max_windows: int = 50000
+
+    def __post_init__(self) -> None:
+        _port("http", "port", self.port)
+        if self.max_windows < 1:
+            raise ConfigError("http.max_windows must be at least 1")
+
+
+@dataclass(frozen=True, slots=True)
+class LocalConfig:
+    data_dir: str = ".fleet"
+    mosquitto_bin: str = "mosquitto"
+    influxd_bin: str = "influxd"
+    influxdb_rpc_port: int = 0
+    demo_ship: str = "demo-1"
+
+    @property
+    def path(self) -> Path:
+        return Path(self.data_dir).expanduser().resolve()
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    mqtt: MqttConfig = field(default_factory=MqttConfig)
+    influxdb: InfluxConfig = field(default_factory=InfluxConfig)
+    ingest: IngestConfig = field(default_factory=IngestConfig)
+    bridge: BridgeConfig = field(default_factory=BridgeConfig)
+    http: HttpConfig = field(default_factory=HttpConfig)
+    local: LocalConfig = field(default_factory=LocalConfig)
+
+
+def _port(section: str, key: str, value: int) -> None:
+    if not 1 <= value <= 65535:
+        raise ConfigError(f"{section}.{key} must be a TCP port (1-65535), got {value}")
+
+
+def _coerce(section: str, key: str, kind: Any, value: object) -> object:
+    """Convert a TOML or environment value to the field's type, or name the key in an error."""
+    name = f"{section}.{key}"
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in {"1", "true", "yes", "on"}:
+            return True
+        if isinstance(value, str) and value.strip().lower() in {"0", "false", "no", "off"}:
+            return False
+        raise ConfigError(f"{name} must be true or false, got {value!r}")
+    if kind is int:
+        if isinstance(value, bool):
+            raise ConfigError(f"{name} must be an integer, got {value!r}")
+        try:
+            return int(value) if isinstance(value, int | str) else int(str(value), 10)
+        except ValueError:
+            raise ConfigError(f"{name} must be an integer, got {value!r}") from None
+    if kind is float:
+        if isinstance(value, bool):
+            raise ConfigError(f"{name} must be a number, got {value!r}")
+        try:
+            return float(value) if isinstance(value, int | float | str) else float(str(value))
+        except ValueError:
+            raise ConfigError(f"{name} must be a number, got {value!r}") from None
+    if not isinstance(value, str):
+        raise ConfigError(f"{name} must be a string, got {value!r}")
+    return value
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        kind = hints[f.name]
+        if isinstance(kind, types.UnionType):  # pragma: no cover - no optional keys today
+            kind = next(a for a in typing.get_args(kind) if a is not type(None))
+        out[f.name] = kind
+    return out
+
+
+def load_config(path: str | os.PathLike[str] | None = None,
+                env: Mapping[str, str] | None = None) -> Config:
+    """Read the TOML file (if any), apply ``FLEET_<SECTION>_<KEY>`` overrides, validate."""
+    env = os.environ if env is None else env
+    explicit = path is not None or "FLEET_CONFIG" in env
+    file = Path(path if path is not None else env.get("FLEET_CONFIG", "config.toml"))
+    raw: dict[str, Any] = {}
+    if file.is_file():
+        try:
+            raw = tomllib.loads(file.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{file}: {exc}") from None
+    elif explicit:
+        raise ConfigError(f"configuration file {file} does not exist")
+
+    sections: dict[str, Any] = {}
+    for sec in dataclasses.fields(Config):
+        cls = sec.type if isinstance(sec.type, type) else typing.get_type_hints(Config)[sec.name]
+        given = raw.pop(sec.name, {})
+        if not isinstance(given, dict):
+            raise ConfigError(f"[{sec.name}] must be a table")
+        kinds = _field_types(cls)
+        unknown = set(given) - set(kinds)
+        if unknown:
+            raise ConfigError(f"unknown key(s) in [{sec.name}]: {', '.join(sorted(unknown))}")
+        values = {k: _coerce(sec.name, k, kinds[k], v) for k, v in given.items()}
+        for key, kind in kinds.items():
+            env_key = f"FLEET_{sec.name.upper()}_{key.upper()}"
+            if env_key in env:
+                values[key] = _coerce(sec.name, key, kind, env[env_key])
+        try:
+            sections[sec.name] = cls(**values)
+        except TypeError as exc:  # pragma: no cover - guarded by the unknown-key check
+            raise ConfigError(str(exc)) from None
+    if raw:
+        raise ConfigError(f"unknown section(s): {', '.join(sorted(raw))}")
+    return Config(**sections)

@@ -1,0 +1,67 @@
+"""The storage schema, shared by the bridge (writes) and the query service (reads).
+
+One point per reading part: measurement ``energy``, tag ``ship``, fields ``kwh`` and ``seconds``
+(both floats, always, so a field type never changes), timestamp = the part's start. A resent
+reading produces the same points (same series, same timestamp), which InfluxDB overwrites:
+storage is idempotent.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+MEASUREMENT = "energy"
+TAG_SHIP = "ship"
+FIELD_KWH = "kwh"
+FIELD_SECONDS = "seconds"
+SHIP_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+EVERY_SECONDS = {"15m": 900, "1h": 3600, "1d": 86400}
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    """A reading's share of one 15-minute window: energy and seconds covered from ``start_us``."""
+
+    ship: str
+    start_us: int
+    kwh: float
+    seconds: float
+
+
+def line(part: Part) -> str:
+    """Line protocol for one part (nanosecond precision). Ship ids need no escaping."""
+    return (
+        f"{MEASUREMENT},{TAG_SHIP}={part.ship} {FIELD_KWH}={float(part.kwh)!r},"
+        f"{FIELD_SECONDS}={float(part.seconds)!r} {part.start_us * 1000}"
+    )
+
+
+def quote_ident(name: str) -> str:
+    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def quote_string(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def source(database: str, retention_policy: str) -> str:
+    """The fully qualified measurement for FROM clauses."""
+    return f"{quote_ident(database)}.{quote_ident(retention_policy)}.{quote_ident(MEASUREMENT)}"
+
+
+def window_query(database: str, retention_policy: str, ship: str | None,
+                 start_us: int, end_us: int, every: str) -> str:
+    """InfluxQL summing parts into windows of ``every``; only windows holding data are returned.
+
+    ``ship=None`` sums the whole fleet. Times are epoch microseconds, [start, end).
+    """
+    where = f"time >= {start_us}u AND time < {end_us}u"
+    if ship is not None:
+        where = f"{quote_ident(TAG_SHIP)} = {quote_string(ship)} AND {where}"
+    return (
+        f"SELECT sum({quote_ident(FIELD_KWH)}) AS kwh, sum({quote_ident(FIELD_SECONDS)}) AS seconds "
+        f"FROM {source(database, retention_policy)} WHERE {where} "
+        f"GROUP BY time({every}) fill(none)"
+    )
