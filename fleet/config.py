@@ -36,7 +36,10 @@ def parse_duration(value: object) -> float:
     if isinstance(value, bool):
         raise ValueError(f"not a duration: {value!r}")
     if isinstance(value, int | float):
-        seconds = float(value)
+        try:
+            seconds = float(value)
+        except OverflowError:  # an int beyond float range (a JSON payload can carry one)
+            raise ValueError(f"duration out of range: {value!r}") from None
     elif isinstance(value, str):
         text = value.strip()
         try:
@@ -102,6 +105,7 @@ class InfluxConfig:
 class IngestConfig:
     default_interval: str = "PT15M"
     max_readings_per_message: int = 10000
+    max_payload_bytes: int = 1_048_576
 
     def __post_init__(self) -> None:
         try:
@@ -110,6 +114,9 @@ class IngestConfig:
             raise ConfigError(f"ingest.default_interval: {exc}") from None
         if self.max_readings_per_message < 1:
             raise ConfigError("ingest.max_readings_per_message must be at least 1")
+        if not 1024 <= self.max_payload_bytes <= 4_194_304:
+            raise ConfigError("ingest.max_payload_bytes must be between 1024 and 4194304 "
+                              "(the broker's message_size_limit)")
 
     @property
     def default_interval_seconds(self) -> float:
@@ -127,6 +134,7 @@ class BridgeConfig:
     retry_max_delay: float = 30.0
     metrics_port: int = 9108
     publish_energy: bool = True
+    ready_file: str = ""
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", self.client_id):

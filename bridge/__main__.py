@@ -1,0 +1,100 @@
+"""``python -m bridge``: run one bridge process until SIGTERM or SIGINT."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+from types import FrameType
+
+from prometheus_client import start_http_server
+
+from bridge.batcher import Batcher
+from bridge.metrics import BridgeMetrics
+from bridge.mqtt import Bridge
+from fleet.config import Config, load_config
+from fleet.errors import FleetError, StoreError
+from fleet.store import InfluxStore
+
+log = logging.getLogger("bridge")
+
+
+def _prepare_store(cfg: Config, stop: threading.Event) -> InfluxStore | None:
+    """Connect to InfluxDB and create the database when configured; wait while it is down."""
+    store = InfluxStore(cfg.influxdb)
+    delay = 0.5
+    while not stop.is_set():
+        try:
+            if cfg.influxdb.create_database:
+                store.ensure_database()
+            elif not store.ping():
+                raise StoreError(f"InfluxDB at {cfg.influxdb.url} does not answer /ping")
+        except StoreError as exc:
+            log.warning("waiting for InfluxDB: %s", exc)
+            stop.wait(delay)
+            delay = min(delay * 2, cfg.bridge.retry_max_delay)
+            continue
+        return store
+    return None
+
+
+def run(cfg: Config) -> int:
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("received %s; flushing and stopping", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+    metrics = BridgeMetrics()
+    if cfg.bridge.metrics_port:
+        start_http_server(cfg.bridge.metrics_port, addr=cfg.http.host, registry=metrics.registry)
+        log.info("metrics on http://%s:%d/metrics", cfg.http.host, cfg.bridge.metrics_port)
+
+    store = _prepare_store(cfg, stop)
+    if store is None:
+        return 0
+
+    def make_batcher(bridge: Bridge) -> Batcher:
+        return Batcher(store, bridge, metrics, batch_size=cfg.bridge.batch_size,
+                       flush_interval=cfg.bridge.flush_interval,
+                       retry_max_delay=cfg.bridge.retry_max_delay)
+
+    bridge = Bridge(cfg, make_batcher, metrics)
+    writer = threading.Thread(target=bridge.batcher.run, name="influx-writer", daemon=True)
+    writer.start()
+    bridge.start()
+    log.info("bridge %s started: mqtt %s:%d -> influxdb %s db=%s", cfg.bridge.client_id,
+             cfg.mqtt.host, cfg.mqtt.port, cfg.influxdb.url, cfg.influxdb.database)
+    while not stop.wait(1.0):
+        if not writer.is_alive():
+            log.error("the writer thread died; exiting so a supervisor restarts the bridge")
+            bridge.stop()
+            return 1
+    # Write what is queued (acknowledging it), then disconnect; whatever is still unacknowledged
+    # is delivered again to the next bridge. No unsubscribe: the persistent session must keep
+    # its subscription so the broker queues what ships publish while the bridge is away.
+    bridge.batcher.stop()
+    writer.join(timeout=10)
+    bridge.stop()
+    store.close()
+    log.info("bridge stopped")
+    return 0
+
+
+def main() -> int:
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        cfg = load_config()
+    except FleetError as exc:
+        print(f"fleet-bridge: {exc}", file=sys.stderr)
+        return 2
+    return run(cfg)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

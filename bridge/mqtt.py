@@ -1,0 +1,241 @@
+"""The bridge's MQTT side: subscribe, validate and normalize, hand to the batcher, acknowledge.
+
+paho-mqtt 2.x, MQTT 5, persistent session (``clean_start=False`` with a session expiry) and manual
+acknowledgements: a message is PUBACKed only after the write holding its data succeeded, so a
+crash or a database outage loses nothing: the broker delivers unacknowledged messages again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from bridge.batcher import Batcher, Pending
+from bridge.metrics import BridgeMetrics
+from fleet.config import Config
+from fleet.errors import PayloadError
+from fleet.normalize import Normalized, process_payload, windows
+from fleet.schema import SHIP_ID, Part, line
+from fleet.timeutil import format_datetime
+
+log = logging.getLogger(__name__)
+
+READINGS = "fleet/ships/+/readings"
+
+
+def subscription(cfg: Config) -> str:
+    """Plain subscription for one bridge; ``$share/<group>/...`` when a group is configured.
+
+    Mosquitto does not restore shared subscriptions after a broker restart (NOTES.md), so the
+    bridge subscribes on every connect; with ``$share`` the messages published between a broker
+    restart and that resubscription reach nobody, which is why one bridge uses a plain one.
+    """
+    group = cfg.bridge.shared_group
+    return f"$share/{group}/{READINGS}" if group else READINGS
+
+
+def _dumps(obj: dict[str, Any]) -> str:
+    return json.dumps(obj, separators=(",", ":"), allow_nan=False)
+
+
+class Bridge:
+    """Wires paho callbacks to the batcher and publishes ack, rejected and energy topics."""
+
+    def __init__(self, cfg: Config, batcher_factory: Any, metrics: BridgeMetrics) -> None:
+        self.cfg = cfg
+        self.metrics = metrics
+        self.generation = 0
+        self.subscribed = threading.Event()
+        self._default_interval = cfg.ingest.default_interval_seconds
+        self._max_readings = cfg.ingest.max_readings_per_message
+        self._max_bytes = cfg.ingest.max_payload_bytes
+        self.batcher: Batcher = batcher_factory(self)
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=cfg.bridge.client_id,
+            protocol=MQTTProtocolVersion.MQTTv5, manual_ack=True,
+        )
+        # paho's own queue of outgoing messages must not drop acks while reconnecting.
+        self.client.max_queued_messages_set(0)
+        self.client.max_inflight_messages_set(1000)
+        if cfg.mqtt.username:
+            self.client.username_pw_set(cfg.mqtt.username, cfg.mqtt.password or None)
+        if cfg.mqtt.tls_ca:
+            self.client.tls_set(ca_certs=cfg.mqtt.tls_ca)
+        self.client.reconnect_delay_set(1, 30)
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_subscribe = self._on_subscribe
+        self.client.on_message = self._on_message
+
+    # -- connection ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = self.cfg.bridge.session_expiry
+        # The broker sends at most this many unacknowledged messages: the in-flight bound.
+        props.ReceiveMaximum = self.cfg.bridge.max_inflight
+        self.client.connect_async(self.cfg.mqtt.host, self.cfg.mqtt.port,
+                                  keepalive=self.cfg.mqtt.keepalive, clean_start=False,
+                                  properties=props)
+        self.client.loop_start()
+
+    def stop(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def _on_connect(self, client: mqtt.Client, _userdata: Any, flags: mqtt.ConnectFlags,
+                    reason: ReasonCode, _props: Properties | None) -> None:
+        if reason.is_failure:
+            log.error("broker %s:%d refused the bridge (user %r): %s", self.cfg.mqtt.host,
+                      self.cfg.mqtt.port, self.cfg.mqtt.username, reason)
+            return
+        self.generation += 1
+        self.metrics.connected.set(1)
+        log.info("connected to %s:%d (session present: %s); subscribing to %s",
+                 self.cfg.mqtt.host, self.cfg.mqtt.port, flags.session_present,
+                 subscription(self.cfg))
+        # Subscribe on every connect, not only for a new session (shared subscriptions are not
+        # restored by Mosquitto after a restart).
+        client.subscribe(subscription(self.cfg), options=SubscribeOptions(qos=1))
+
+    def _on_subscribe(self, _client: mqtt.Client, _userdata: Any, _mid: int,
+                      reasons: list[ReasonCode], _props: Properties | None) -> None:
+        if any(r.is_failure for r in reasons):
+            log.error("subscription to %s refused: %s (check the bridge account's ACL)",
+                      subscription(self.cfg), [str(r) for r in reasons])
+            return
+        self.subscribed.set()
+        if self.cfg.bridge.ready_file:
+            Path(self.cfg.bridge.ready_file).parent.mkdir(parents=True, exist_ok=True)
+            Path(self.cfg.bridge.ready_file).write_text("subscribed\n", encoding="utf-8")
+
+    def _on_disconnect(self, _client: mqtt.Client, _userdata: Any, _flags: mqtt.DisconnectFlags,
+                       reason: ReasonCode, _props: Properties | None) -> None:
+        self.metrics.connected.set(0)
+        self.subscribed.clear()
+        log.warning("disconnected from broker (%s); paho reconnects", reason)
+
+    # -- messages -----------------------------------------------------------------------------
+
+    def _on_message(self, client: mqtt.Client, _userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        try:
+            self._handle(msg)
+        except Exception:
+            # A bug must not kill paho's network thread nor leave the message unacknowledged
+            # forever; it is logged, counted and reported to the ship.
+            log.exception("internal error handling a message on %s", msg.topic)
+            self.metrics.rejected.labels("internal_error").inc()
+            ship = msg.topic.split("/")[2] if msg.topic.count("/") == 3 else ""
+            if SHIP_ID.fullmatch(ship):
+                self._publish(ship, "rejected", {"status": "rejected", "reason": "internal_error",
+                                                 "detail": "the bridge failed on this payload"})
+            client.ack(msg.mid, msg.qos)
+
+    def _handle(self, msg: mqtt.MQTTMessage) -> None:
+        topic = msg.topic.split("/")
+        ship = topic[2] if len(topic) == 4 else ""
+        if not SHIP_ID.fullmatch(ship):
+            log.warning("ignoring message on unexpected topic %r", msg.topic)
+            self.metrics.messages.labels("refused").inc()
+            self.client.ack(msg.mid, msg.qos)
+            return
+        try:
+            n = process_payload(ship, msg.payload, default_interval_s=self._default_interval,
+                                max_readings=self._max_readings, max_bytes=self._max_bytes)
+        except PayloadError as exc:
+            self.metrics.messages.labels("refused").inc()
+            self.metrics.rejected.labels(exc.reason).inc()
+            body: dict[str, Any] = {"status": "rejected", "reason": exc.reason,
+                                    "detail": exc.detail}
+            if exc.batch_id is not None:
+                body["batch_id"] = exc.batch_id
+                self._publish(ship, "ack", {"batch_id": exc.batch_id, "status": "rejected",
+                                            "reason": exc.reason, "detail": exc.detail})
+            self._publish(ship, "rejected", body)
+            self.client.ack(msg.mid, msg.qos)
+            return
+        if n.rejected:
+            self._report_readings(n)
+        self.metrics.readings.labels("accepted").inc(n.accepted)
+        if not n.parts:
+            self.metrics.messages.labels("empty").inc()
+            self._confirm(n.ship, n.batch_id, n.accepted, len(n.rejected))
+            self.client.ack(msg.mid, msg.qos)
+            return
+        self.metrics.inflight.inc()
+        self.batcher.add(Pending(
+            mid=msg.mid, qos=msg.qos, generation=self.generation, ship=ship,
+            batch_id=n.batch_id, accepted=n.accepted, rejected=len(n.rejected),
+            body="\n".join([line(p) for p in n.parts]), npoints=len(n.parts), parts=n.parts,
+        ))
+
+    def _report_readings(self, n: Normalized) -> None:
+        self.metrics.readings.labels("rejected").inc(len(n.rejected))
+        for r in n.rejected:
+            self.metrics.rejected.labels(r.reason).inc()
+        body: dict[str, Any] = {
+            "status": "partial" if n.accepted else "rejected",
+            "reason": "bad_readings",
+            "detail": f"{len(n.rejected)} of {n.accepted + len(n.rejected)} readings refused",
+            "readings": [{"index": r.index, "reason": r.reason, "detail": r.detail}
+                         for r in n.rejected[:1000]],
+        }
+        if n.batch_id is not None:
+            body["batch_id"] = n.batch_id
+        self._publish(n.ship, "rejected", body)
+
+    def _publish(self, ship: str, kind: str, body: dict[str, Any], qos: int = 1) -> None:
+        self.client.publish(f"fleet/ships/{ship}/{kind}", _dumps(body), qos=qos)
+
+    def _confirm(self, ship: str, batch_id: str | None, readings: int, rejected: int) -> None:
+        if batch_id is not None:
+            self._publish(ship, "ack", {"batch_id": batch_id, "status": "stored",
+                                        "readings": readings, "rejected": rejected})
+
+    # -- batcher sink (writer thread) ----------------------------------------------------------
+
+    def stored(self, items: Sequence[Pending]) -> None:
+        generation = self.generation
+        by_ship: dict[str, list[Part]] = {}
+        for item in items:
+            if item.generation == generation:
+                self.client.ack(item.mid, item.qos)
+            # else: the connection it came on is gone; the broker delivers it again and that
+            # copy (stored again, idempotently) is the one acknowledged.
+            self.metrics.inflight.dec()
+            self.metrics.messages.labels("stored").inc()
+            self._confirm(item.ship, item.batch_id, item.accepted, item.rejected)
+            if self.cfg.bridge.publish_energy:
+                by_ship.setdefault(item.ship, []).extend(item.parts)
+        for ship, parts in by_ship.items():
+            self._publish(ship, "energy", {
+                "ship": ship, "unit": "kWh",
+                "windows": [{"time": format_datetime(w.start_us), "kwh": w.kwh,
+                             "coverage": w.coverage} for w in windows(parts)],
+            }, qos=0)
+
+    def refused(self, item: Pending, detail: str) -> None:
+        if item.generation == self.generation:
+            self.client.ack(item.mid, item.qos)
+        self.metrics.inflight.dec()
+        self.metrics.messages.labels("refused").inc()
+        self.metrics.rejected.labels("storage_refused").inc()
+        body: dict[str, Any] = {"status": "rejected", "reason": "storage_refused",
+                                "detail": detail}
+        if item.batch_id is not None:
+            body["batch_id"] = item.batch_id
+            self._publish(item.ship, "ack", {"batch_id": item.batch_id, "status": "rejected",
+                                             "readings": 0, "rejected": item.accepted,
+                                             "reason": "storage_refused"})
+        self._publish(item.ship, "rejected", body)

@@ -1,0 +1,131 @@
+"""InfluxDB through its v1 HTTP API (``/write``, ``/query``), synchronous, for the bridge.
+
+Write failures are sorted the way Telegraf's influxdb output does: 4xx (bad line protocol, field
+type conflict) is the data's fault and raises ``StoreRejectedError``; 413 raises
+``StoreTooLargeError`` so the caller splits the batch; 429, 5xx, 404 (database missing) and
+connection errors are the database's fault and raise ``StoreUnavailableError`` (retry later,
+honouring Retry-After).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+from urllib.parse import urlsplit
+
+import urllib3
+
+from fleet.config import InfluxConfig
+from fleet.errors import (
+    StoreError,
+    StoreRejectedError,
+    StoreTooLargeError,
+    StoreUnavailableError,
+)
+from fleet.schema import quote_ident
+
+log = logging.getLogger(__name__)
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
+
+
+def _error_text(body: bytes) -> str:
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return body.decode("utf-8", "replace")[:300]
+    if isinstance(data, dict) and "error" in data:
+        return str(data["error"])[:300]
+    return str(data)[:300]
+
+
+class InfluxStore:
+    """A keep-alive connection pool to one InfluxDB, with database set-up, writes and queries."""
+
+    def __init__(self, cfg: InfluxConfig) -> None:
+        self.cfg = cfg
+        parts = urlsplit(cfg.url)
+        self._base = cfg.url.rstrip("/")
+        headers = {}
+        if cfg.username:
+            headers.update(urllib3.make_headers(basic_auth=f"{cfg.username}:{cfg.password}"))
+        self._pool = urllib3.PoolManager(
+            num_pools=1, maxsize=4, headers=headers,
+            timeout=urllib3.Timeout(connect=min(5.0, cfg.timeout), read=cfg.timeout),
+            retries=False,
+        )
+        self._host = parts.hostname
+
+    def close(self) -> None:
+        self._pool.clear()
+
+    def _request(self, method: str, path: str, *, fields: dict[str, str] | None = None,
+                 body: bytes | None = None) -> urllib3.BaseHTTPResponse:
+        url = self._base + path
+        try:
+            if body is not None:
+                return self._pool.request(method, url, fields=None, body=body,
+                                          headers={**self._pool.headers,
+                                                   "Content-Type": "text/plain; charset=utf-8"})
+            return self._pool.request(method, url, fields=fields)
+        except urllib3.exceptions.HTTPError as exc:
+            raise StoreUnavailableError(f"InfluxDB at {self._base} unreachable: {exc}") from exc
+
+    def ping(self) -> bool:
+        try:
+            return self._request("GET", "/ping").status == 204
+        except StoreUnavailableError:
+            return False
+
+    def query(self, q: str, *, write: bool = False) -> list[dict[str, Any]]:
+        """Run InfluxQL; returns the ``results`` list. Errors in a statement raise StoreError."""
+        fields = {"q": q, "db": self.cfg.database, "epoch": "u"}
+        resp = self._request("POST" if write else "GET", "/query", fields=fields)
+        if resp.status >= 500 or resp.status == 429:
+            raise StoreUnavailableError(f"InfluxDB /query answered {resp.status}: "
+                                        f"{_error_text(resp.data)}")
+        if resp.status != 200:
+            raise StoreError(f"InfluxDB /query answered {resp.status}: {_error_text(resp.data)}")
+        results: list[dict[str, Any]] = json.loads(resp.data).get("results", [])
+        for r in results:
+            if "error" in r:
+                raise StoreError(f"InfluxQL error: {r['error']}")
+        return results
+
+    def ensure_database(self) -> None:
+        """Create the database and its retention policy when missing (idempotent)."""
+        db, rp = quote_ident(self.cfg.database), quote_ident(self.cfg.retention_policy)
+        duration = "INF" if self.cfg.retention.upper() == "INF" else self.cfg.retention
+        self.query(f"CREATE DATABASE {db}", write=True)
+        res = self.query(f"SHOW RETENTION POLICIES ON {db}")
+        names = {row[0] for s in res[0].get("series", []) for row in s.get("values", [])}
+        if self.cfg.retention_policy not in names:
+            self.query(f"CREATE RETENTION POLICY {rp} ON {db} DURATION {duration} REPLICATION 1 "
+                       "DEFAULT", write=True)
+            log.info("created retention policy %s on %s (duration %s)",
+                     self.cfg.retention_policy, self.cfg.database, duration)
+
+    def write(self, body: bytes) -> None:
+        """POST line protocol (nanosecond timestamps) to ``/write``."""
+        path = (f"/write?db={self.cfg.database}&rp={self.cfg.retention_policy}&precision=ns")
+        resp = self._request("POST", path, body=body)
+        status = resp.status
+        if status == 204:
+            return
+        text = _error_text(resp.data)
+        if status == 413:
+            raise StoreTooLargeError(f"InfluxDB refused the batch as too large: {text}")
+        if status == 429 or status >= 500 or status == 404 or status in (401, 403):
+            # 404 is a missing database, 401/403 a credentials problem: the operator fixes those,
+            # the data is fine, so keep it (unacknowledged) and retry.
+            raise StoreUnavailableError(f"InfluxDB /write answered {status}: {text}",
+                                        retry_after=_retry_after(resp.headers.get("Retry-After")))
+        raise StoreRejectedError(f"InfluxDB refused the data ({status}): {text}")

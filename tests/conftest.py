@@ -1,0 +1,247 @@
+"""Shared fixtures: a real Mosquitto and a real influxd on free loopback ports, configured by the
+project's own launcher code (``fleet.local``), plus the bridge and query service as processes.
+
+Where the binaries are missing and a Docker engine answers, testcontainers provides the servers
+instead (see ``_docker_servers``); on these machines the binaries are installed by ``make test``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+
+from fleet.accounts import Accounts
+from fleet.config import Config, load_config
+from fleet.local import (
+    Service,
+    bridge_service,
+    broker_dir,
+    free_port,
+    influxd_service,
+    mosquitto_service,
+    query_service,
+)
+
+
+def eventually(check: Callable[[], Any], timeout: float = 20.0, interval: float = 0.1,
+               message: str = "condition not met") -> Any:
+    """Poll until ``check()`` returns something truthy (Telegraf's require.Eventually)."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"{message} (last value: {last!r})")
+
+
+def unique_ship(prefix: str = "s") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+@dataclass
+class Stack:
+    """One running set of servers with its configuration and handles."""
+
+    root: Path
+    env: dict[str, str]
+    cfg: Config
+    accounts: Accounts
+    broker: Service
+    influx: Service
+    bridge_password: str
+    services: list[Service] = field(default_factory=list)
+    _ships: dict[str, str] = field(default_factory=dict)
+
+    # -- accounts -----------------------------------------------------------------------------
+    def ship(self, ship_id: str | None = None) -> tuple[str, str]:
+        """Provision a ship (once) and return (id, password)."""
+        ship_id = ship_id or unique_ship()
+        if ship_id not in self._ships:
+            self._ships[ship_id] = self.accounts.add_ship(ship_id)
+            assert self.accounts.reload_broker()
+            time.sleep(0.05)
+        return ship_id, self._ships[ship_id]
+
+    # -- processes ----------------------------------------------------------------------------
+    def env_with(self, **overrides: str) -> dict[str, str]:
+        env = {**os.environ, **self.env}
+        env.update({k: str(v) for k, v in overrides.items()})
+        return env
+
+    def start_bridge(self, client_id: str | None = None, **overrides: str) -> Service:
+        env = self.env_with(FLEET_BRIDGE_CLIENT_ID=client_id or f"bridge-{uuid.uuid4().hex[:6]}",
+                            **overrides)
+        cfg = load_config(env=env)
+        svc = bridge_service(cfg, env)
+        svc.start(timeout=30)
+        self.services.append(svc)
+        return svc
+
+    def start_query(self, **overrides: str) -> Service:
+        env = self.env_with(**overrides)
+        cfg = load_config(env=env)
+        svc = query_service(cfg, env)
+        svc.start(timeout=30)
+        self.services.append(svc)
+        return svc
+
+    def stop(self) -> None:
+        for svc in reversed(self.services):
+            svc.stop(timeout=10)
+        self.broker.stop()
+        self.influx.stop()
+
+    # -- clients ------------------------------------------------------------------------------
+    def client(self, username: str | None, password: str | None, *, client_id: str = "",
+               v5: bool = True, connect: bool = True, timeout: float = 10.0) -> MqttSession:
+        return MqttSession(self.cfg.mqtt.host, self.cfg.mqtt.port, username, password,
+                           client_id=client_id, v5=v5, connect=connect, timeout=timeout)
+
+    def http_get(self, path: str, params: dict[str, str] | None = None,
+                 port: int | None = None) -> tuple[int, Any]:
+        query = "?" + urllib.parse.urlencode(params) if params else ""
+        url = f"http://127.0.0.1:{port or self.cfg.http.port}{path}{query}"
+        try:
+            with urllib.request.urlopen(url, timeout=10) as resp:
+                return resp.status, json.loads(resp.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read() or b"null")
+
+    def influx_query(self, q: str) -> list[dict[str, Any]]:
+        data = urllib.parse.urlencode({"q": q, "db": self.cfg.influxdb.database, "epoch": "u"})
+        with urllib.request.urlopen(f"{self.cfg.influxdb.url}/query?{data}", timeout=10) as resp:
+            return list(json.loads(resp.read())["results"])
+
+
+class MqttSession:
+    """A small synchronous wrapper over a paho client for tests: publish, collect, wait."""
+
+    def __init__(self, host: str, port: int, username: str | None, password: str | None, *,
+                 client_id: str = "", v5: bool = True, connect: bool = True,
+                 timeout: float = 10.0) -> None:
+        proto = MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2,
+                                  client_id=client_id or f"t-{uuid.uuid4().hex[:8]}",
+                                  protocol=proto)
+        if username is not None:
+            self.client.username_pw_set(username, password)
+        self.messages: list[mqtt.MQTTMessage] = []
+        self.connack: Any = None
+        self.pubacks: dict[int, Any] = {}
+        self.client.on_message = lambda _c, _u, m: self.messages.append(m)
+        self.client.on_connect = self._on_connect
+        self.client.on_publish = self._on_publish
+        self.host, self.port, self.timeout = host, port, timeout
+        if connect:
+            self.connect()
+
+    def _on_connect(self, _c: Any, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+        self.connack = reason
+
+    def _on_publish(self, _c: Any, _u: Any, mid: int, reason: Any, _p: Any) -> None:
+        self.pubacks[mid] = reason
+
+    def connect(self) -> Any:
+        """Connect and return the CONNACK reason code (a failure does not raise)."""
+        self.client.connect(self.host, self.port, keepalive=30)
+        self.client.loop_start()
+        eventually(lambda: self.connack is not None, self.timeout, message="no CONNACK")
+        return self.connack
+
+    @property
+    def connected(self) -> bool:
+        return bool(self.connack is not None and not self.connack.is_failure
+                    and self.client.is_connected())
+
+    def subscribe(self, topic: str, qos: int = 1) -> None:
+        granted: list[Any] = []
+        self.client.on_subscribe = lambda _c, _u, _m, rc, _p: granted.extend(rc)
+        self.client.subscribe(topic, qos)
+        eventually(lambda: granted, self.timeout, message=f"no SUBACK for {topic}")
+
+    def publish(self, topic: str, payload: str | bytes | dict[str, Any], qos: int = 1) -> Any:
+        """Publish and wait for the PUBACK; returns its reason code (MQTT 5)."""
+        if isinstance(payload, dict):
+            payload = json.dumps(payload)
+        info = self.client.publish(topic, payload, qos=qos)
+        if qos:
+            eventually(lambda: info.mid in self.pubacks, self.timeout, message="no PUBACK")
+            return self.pubacks[info.mid]
+        return None
+
+    def wait_for(self, predicate: Callable[[mqtt.MQTTMessage], bool],
+                 timeout: float = 20.0) -> mqtt.MQTTMessage:
+        def found() -> mqtt.MQTTMessage | None:
+            return next((m for m in list(self.messages) if predicate(m)), None)
+        result: mqtt.MQTTMessage = eventually(found, timeout, message="message not received")
+        return result
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.client.disconnect()
+        self.client.loop_stop()
+
+
+def start_stack(root: Path) -> Stack:
+    """Start influxd and Mosquitto on free ports under ``root`` with the project's configs."""
+    if not (shutil.which("mosquitto") or Path("/usr/sbin/mosquitto").exists()):
+        pytest.fail("mosquitto is not installed: run `make test`, which installs it")
+    env = {
+        "FLEET_CONFIG": str(root / "none.toml"),
+        "FLEET_LOCAL_DATA_DIR": str(root),
+        "FLEET_MQTT_PORT": str(free_port()),
+        "FLEET_INFLUXDB_URL": f"http://127.0.0.1:{free_port()}",
+        "FLEET_LOCAL_INFLUXDB_RPC_PORT": str(free_port()),
+        "FLEET_HTTP_PORT": str(free_port()),
+        "FLEET_BRIDGE_METRICS_PORT": str(free_port()),
+        "FLEET_BRIDGE_FLUSH_INTERVAL": "0.05",
+    }
+    (root / "none.toml").write_text("# tests configure everything through FLEET_* variables\n")
+    cfg = load_config(env=env)
+    accounts = Accounts(broker_dir(cfg))
+    password = accounts.ensure_service("fleet-bridge", "bridge")
+    env["FLEET_MQTT_PASSWORD"] = password
+    cfg = load_config(env=env)
+    influx = influxd_service(cfg).start(timeout=60)
+    try:
+        broker = mosquitto_service(cfg).start(timeout=20)
+    except Exception:
+        influx.stop()
+        raise
+    return Stack(root=root, env=env, cfg=cfg, accounts=accounts, broker=broker, influx=influx,
+                 bridge_password=password)
+
+
+@pytest.fixture(scope="session")
+def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """Mosquitto + InfluxDB for the whole session."""
+    stack = start_stack(tmp_path_factory.mktemp("stack"))
+    try:
+        yield stack
+    finally:
+        stack.stop()
+
+
+@pytest.fixture(scope="session")
+def stack(servers: Stack) -> Stack:
+    """Servers plus one bridge and one query service, shared by the session."""
+    servers.start_bridge(client_id="fleet-bridge-main")
+    servers.start_query()
+    return servers
