@@ -1,0 +1,239 @@
+"""An async InfluxDB v1 HTTP API client for the query service: reads only, one keep-alive session.
+
+``/query`` (InfluxQL, ``epoch=u``) and ``/ping``: the API that InfluxDB 1.x, 2.x (v1 compatibility)
+and 3.x accept. Failures are translated at this boundary: the database's fault (unreachable,
+timeout, 5xx, 429) is :class:`~fleet.errors.StoreUnavailableError`, anything else
+:class:`~fleet.errors.StoreError`. The query service never creates the database (the bridge does at
+start), so a missing database or retention policy means "nothing stored yet", not an error.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from yarl import URL
+
+from fleet.config import InfluxConfig
+from fleet.errors import StoreError, StoreUnavailableError
+from fleet.schema import TAG_SHIP, quote_ident, quote_string, source, window_query
+
+# How long /ping may take before the health check calls InfluxDB unavailable.
+PING_TIMEOUT = 2.0
+
+_MISSING = ("database not found", "retention policy not found")
+
+Observer = Callable[[str, float], None]
+
+
+class DatabaseMissingError(StoreError):
+    """The configured database or retention policy does not exist (yet): nothing was stored."""
+
+
+@dataclass(frozen=True, slots=True)
+class Series:
+    """One series of a statement's result, as InfluxDB returns it (times in epoch microseconds)."""
+
+    name: str
+    columns: tuple[str, ...]
+    values: list[list[Any]]
+    tags: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class WindowRow:
+    """One ``GROUP BY time`` bucket holding data: its start, summed kWh and summed seconds."""
+
+    start_us: int
+    kwh: float
+    seconds: float
+
+
+class InfluxClient:
+    """Reads the energy measurement of one database and retention policy.
+
+    Create it inside a running event loop and :meth:`close` it when done. ``observe`` is called
+    with a query kind and its duration in seconds after every ``/query`` round trip.
+    """
+
+    def __init__(self, config: InfluxConfig, observe: Observer | None = None) -> None:
+        base = URL(config.url)
+        auth = None
+        if config.username:
+            auth = aiohttp.BasicAuth(config.username, config.password)
+            base = base.with_user(None)  # the configured credentials win over any in the URL
+        prefix = base.path.rstrip("/")
+        self._query_url = base.with_path(prefix + "/query", encoded=False)
+        self._ping_url = base.with_path(prefix + "/ping", encoded=False)
+        self._display_url = str(base.with_user(None))
+        self._database = config.database
+        self._retention_policy = config.retention_policy
+        self._timeout = config.timeout
+        self._observe = observe
+        self._session = aiohttp.ClientSession(
+            auth=auth,
+            timeout=aiohttp.ClientTimeout(total=config.timeout),
+            connector=aiohttp.TCPConnector(limit=100, keepalive_timeout=30),
+            # InfluxDB's JSON is read by json.loads below; no cookies are involved.
+            cookie_jar=aiohttp.DummyCookieJar(),
+        )
+
+    @property
+    def display_url(self) -> str:
+        """The server's URL without credentials, for logs and messages."""
+        return self._display_url
+
+    async def close(self) -> None:
+        await self._session.close()
+
+    async def ping(self) -> str:
+        """Return InfluxDB's version when ``/ping`` answers 204; else StoreUnavailableError."""
+        timeout = aiohttp.ClientTimeout(total=min(PING_TIMEOUT, self._timeout))
+        try:
+            async with self._session.get(self._ping_url, timeout=timeout) as resp:
+                await resp.read()
+                status = resp.status
+                version = resp.headers.get("X-Influxdb-Version", "")
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise StoreUnavailableError(self._unreachable(exc)) from exc
+        if status != 204:
+            raise StoreUnavailableError(f"InfluxDB /ping answered HTTP {status}")
+        return version
+
+    async def query(self, influxql: str, kind: str = "query") -> list[Series]:
+        """Run one read-only InfluxQL statement on the configured database; return its series.
+
+        Raises DatabaseMissingError when the database or retention policy does not exist,
+        StoreUnavailableError when InfluxDB cannot answer now, StoreError otherwise.
+        """
+        params = {"db": self._database, "epoch": "u", "q": influxql}
+        started = time.perf_counter()
+        try:
+            async with self._session.get(self._query_url, params=params) as resp:
+                body = await resp.read()
+                status = resp.status
+                retry_after = resp.headers.get("Retry-After")
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise StoreUnavailableError(self._unreachable(exc)) from exc
+        finally:
+            if self._observe is not None:
+                self._observe(kind, time.perf_counter() - started)
+        return _series(status, body, retry_after)
+
+    async def windows(self, ship: str | None, start_us: int, end_us: int,
+                      every: str) -> list[WindowRow]:
+        """Epoch-aligned windows of ``every`` holding data in [start, end), in time order.
+
+        ``ship=None`` sums the whole fleet. A missing database gives no windows.
+        """
+        statement = window_query(self._database, self._retention_policy, ship,
+                                 start_us, end_us, every)
+        try:
+            result = await self.query(statement, kind="windows")
+        except DatabaseMissingError:
+            return []
+        rows: list[WindowRow] = []
+        for series in result:
+            t, k, s = (_column(series, name) for name in ("time", "kwh", "seconds"))
+            for value in series.values:
+                if value[k] is None:
+                    continue
+                rows.append(WindowRow(int(value[t]), float(value[k]), float(value[s] or 0.0)))
+        rows.sort(key=lambda row: row.start_us)
+        return rows
+
+    async def ship_known(self, ship: str) -> bool:
+        """Whether anything was ever stored for ``ship`` (an index lookup, no data is read).
+
+        InfluxDB 1.x answers SHOW TAG VALUES from the database-wide index, so a ship whose points
+        sit in another retention policy of the same database counts as known too.
+        """
+        statement = (
+            f"SHOW TAG VALUES FROM {source(self._database, self._retention_policy)} "
+            f"WITH KEY = {quote_ident(TAG_SHIP)} "
+            f"WHERE {quote_ident(TAG_SHIP)} = {quote_string(ship)} LIMIT 1"
+        )
+        try:
+            result = await self.query(statement, kind="ship_known")
+        except DatabaseMissingError:
+            return False
+        return any(series.values for series in result)
+
+    async def ships(self) -> list[str]:
+        """Every ship id with stored data, sorted."""
+        statement = (
+            f"SHOW TAG VALUES FROM {source(self._database, self._retention_policy)} "
+            f"WITH KEY = {quote_ident(TAG_SHIP)}"
+        )
+        try:
+            result = await self.query(statement, kind="ships")
+        except DatabaseMissingError:
+            return []
+        found: set[str] = set()
+        for series in result:
+            v = _column(series, "value")
+            found.update(str(row[v]) for row in series.values)
+        return sorted(found)
+
+    def _unreachable(self, exc: BaseException) -> str:
+        detail = str(exc) or exc.__class__.__name__
+        return f"InfluxDB at {self._display_url} is unreachable: {detail}"
+
+
+def _column(series: Series, name: str) -> int:
+    try:
+        return series.columns.index(name)
+    except ValueError:
+        raise StoreError(f"InfluxDB result has no column {name!r}") from None
+
+
+def _series(status: int, body: bytes, retry_after: str | None) -> list[Series]:
+    """Translate one ``/query`` answer into its series or the matching exception."""
+    if status == 429 or status >= 500:
+        raise StoreUnavailableError(f"InfluxDB answered HTTP {status}",
+                                    retry_after=_seconds(retry_after))
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        doc = None
+    if not isinstance(doc, dict):
+        raise StoreError(f"InfluxDB answered HTTP {status} without a JSON object")
+    message = doc.get("error") or doc.get("message")
+    if status in {401, 403}:
+        raise StoreError(f"InfluxDB refused the credentials (HTTP {status})")
+    if status != 200:
+        if isinstance(message, str) and message.startswith(_MISSING):
+            raise DatabaseMissingError(message)  # InfluxDB 2.x v1 compatibility answers 404
+        raise StoreError(f"InfluxDB answered HTTP {status}: {message}")
+    results = doc.get("results")
+    if not isinstance(results, list) or not results or not isinstance(results[0], dict):
+        raise StoreError("InfluxDB answered without results")
+    first: dict[str, Any] = results[0]
+    error = first.get("error")
+    if error:
+        if isinstance(error, str) and error.startswith(_MISSING):
+            raise DatabaseMissingError(error)
+        raise StoreError(f"InfluxDB refused the query: {error}")
+    return [
+        Series(
+            name=str(s.get("name", "")),
+            columns=tuple(s.get("columns") or ()),
+            values=s.get("values") or [],
+            tags=s.get("tags") or {},
+        )
+        for s in first.get("series") or ()
+    ]
+
+
+def _seconds(header: str | None) -> float | None:
+    if header is None:
+        return None
+    try:
+        value = float(header)
+    except ValueError:
+        return None
+    return value if value >= 0 else None

@@ -1,0 +1,13 @@
+"""Typed keys of the application's state."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from fleet.config import Config
+from query_service.db import InfluxClient
+from query_service.metrics import Metrics
+
+CONFIG: web.AppKey[Config] = web.AppKey("config", Config)
+INFLUX: web.AppKey[InfluxClient] = web.AppKey("influx", InfluxClient)
+METRICS: web.AppKey[Metrics] = web.AppKey("metrics", Metrics)
