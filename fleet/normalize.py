@@ -201,9 +201,15 @@ def process_payload(ship: str, raw: bytes | str, *, default_interval_s: float = 
         others = [t for t in stamps if t not in kept_starts]
     else:
         others = []
-    parts = normalize(ship, [(t, v) for t, v, _ in kept], power=power, interval_s=interval_s,
-                      default_interval_s=default_interval_s, others=others)
+    try:
+        parts = normalize(ship, [(t, v) for t, v, _ in kept], power=power, interval_s=interval_s,
+                          default_interval_s=default_interval_s, others=others)
+    except PayloadError as exc:
+        raise PayloadError(exc.reason, exc.detail, batch_id) from None
     return Normalized(ship, batch_id, units, parts, accepted, rejected)
+
+
+MAX_PARTS = 200_000
 
 
 def normalize(ship: str, readings: Sequence[tuple[int, float]], *, power: bool,
@@ -254,6 +260,11 @@ def normalize(ship: str, readings: Sequence[tuple[int, float]], *, power: bool,
         if end <= boundary:  # the common case: the reading lies within one window
             append(Part(ship, t, v * span / _US_PER_HOUR if power else v, span / US))
             continue
+        if len(parts) + (end - boundary) // WINDOW_US >= MAX_PARTS:
+            # Years between sparse readings (or a long declared interval over many readings)
+            # would otherwise expand into millions of parts held in the bridge's memory.
+            raise PayloadError("too_many_windows", f"the readings cover more than {MAX_PARTS} "
+                               "15-minute windows; send them in smaller payloads")
         start = t
         while start < end:
             stop = min(boundary, end)

@@ -638,3 +638,13 @@ def test_windows_are_sane(readings: list[tuple[int, float]], interval_s: float |
         assert 0.0 < w.coverage <= 1.0
         assert w.kwh >= 0.0
         assert math.isfinite(w.kwh)
+
+
+def test_payload_spanning_too_many_windows_is_refused() -> None:
+    """Two readings ten years apart with no interval would expand into ~350,000 parts."""
+    raw = json.dumps({"units": "kWh", "batch_id": "b1", "data": [
+        {"datetime": "2008-01-01T00:00:00Z", "value": 1},
+        {"datetime": "2018-01-01T00:00:00Z", "value": 1}]})
+    with pytest.raises(PayloadError) as info:
+        process_payload("s1", raw)
+    assert (info.value.reason, info.value.batch_id) == ("too_many_windows", "b1")
