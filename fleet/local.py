@@ -155,6 +155,7 @@ class Service:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         if self.before_start is not None:
             self.before_start()
+        self._close_log()
         self._log = self.log_path.open("ab")
         env = dict(os.environ if self.env is None else self.env)
         env.setdefault("PYTHONUNBUFFERED", "1")
@@ -200,9 +201,7 @@ class Service:
                 with contextlib.suppress(ProcessLookupError):
                     self.proc.kill()
                 self.proc.wait()
-        if self._log:
-            self._log.close()
-            self._log = None
+        self._close_log()
         return self.proc.returncode
 
     def kill(self) -> None:
@@ -210,6 +209,12 @@ class Service:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+        self._close_log()
+
+    def _close_log(self) -> None:
+        if self._log is not None:
+            self._log.close()
+            self._log = None
 
 
 def tcp_ready(host: str, port: int) -> Callable[[], bool]:
@@ -224,7 +229,7 @@ def http_ready(url: str) -> Callable[[], bool]:
     def check() -> bool:
         try:
             with urllib.request.urlopen(url, timeout=1) as resp:  # noqa: S310 - our own loopback URL
-                return 200 <= resp.status < 300
+                return bool(200 <= resp.status < 300)
         except (urllib.error.URLError, OSError):
             return False
     return check
