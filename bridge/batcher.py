@@ -177,10 +177,9 @@ class Batcher:
             pieces = [Pending(item.mid, item.qos, item.generation, item.ship, item.batch_id,
                               0, 0, "\n".join(chunk), len(chunk), [])
                       for chunk in (lines[:half], lines[half:])]
-            ok = all([self._write([p]) for p in pieces])
-            if ok:
-                return True
-            return False
+            # Both halves are written (no short-circuit): each acknowledges or refuses on its own.
+            results = [self._write([p]) for p in pieces]
+            return all(results)
         half = len(batch) // 2
         for part in (batch[:half], batch[half:]):
             if self._write(part):

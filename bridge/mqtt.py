@@ -81,7 +81,7 @@ class Bridge:
     # -- connection ---------------------------------------------------------------------------
 
     def start(self) -> None:
-        props = Properties(PacketTypes.CONNECT)
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = self.cfg.bridge.session_expiry
         # The broker sends at most this many unacknowledged messages: the in-flight bound.
         props.ReceiveMaximum = self.cfg.bridge.max_inflight
@@ -151,7 +151,7 @@ class Bridge:
             self.client.ack(msg.mid, msg.qos)
             return
         try:
-            n = process_payload(ship, msg.payload, default_interval_s=self._default_interval,
+            n = process_payload(ship, bytes(msg.payload), default_interval_s=self._default_interval,
                                 max_readings=self._max_readings, max_bytes=self._max_bytes)
         except PayloadError as exc:
             self.metrics.messages.labels("refused").inc()
