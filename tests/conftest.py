@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import time
 import urllib.error
 import urllib.parse
@@ -36,6 +37,7 @@ from fleet.local import (
     mosquitto_service,
     query_service,
 )
+from tests.containers import docker_available, start_containers
 
 
 def eventually(check: Callable[[], Any], timeout: float = 20.0, interval: float = 0.1,
@@ -66,6 +68,7 @@ class Stack:
     broker: Service
     influx: Service
     bridge_password: str
+    containerized: bool = False  # servers in Docker: tests that signal their processes skip
     services: list[Service] = field(default_factory=list)
     _ships: dict[str, str] = field(default_factory=dict)
 
@@ -75,7 +78,7 @@ class Stack:
         ship_id = ship_id or unique_ship()
         if ship_id not in self._ships:
             self._ships[ship_id] = self.accounts.add_ship(ship_id)
-            assert self.accounts.reload_broker()
+            self.broker.signal(signal.SIGHUP)  # reread the account files (process or container)
             time.sleep(0.05)
         return ship_id, self._ships[ship_id]
 
@@ -199,10 +202,21 @@ class MqttSession:
         self.client.loop_stop()
 
 
+def _have_binaries() -> bool:
+    return all(shutil.which(b) or Path("/usr/sbin", b).exists() or Path("/usr/bin", b).exists()
+               for b in ("mosquitto", "influxd"))
+
+
 def start_stack(root: Path) -> Stack:
-    """Start influxd and Mosquitto on free ports under ``root`` with the project's configs."""
-    if not (shutil.which("mosquitto") or Path("/usr/sbin/mosquitto").exists()):
-        pytest.fail("mosquitto is not installed: run `make test`, which installs it")
+    """Start influxd and Mosquitto on free ports under ``root`` with the project's configs.
+
+    Where the binaries are missing and a Docker engine answers, they run as containers instead.
+    """
+    if not _have_binaries():
+        if docker_available():
+            return _container_stack(root)
+        pytest.fail("mosquitto or influxd is not installed and no Docker engine answers: "
+                    "run `make test`, which installs them")
     env = {
         "FLEET_CONFIG": str(root / "none.toml"),
         "FLEET_LOCAL_DATA_DIR": str(root),
@@ -227,6 +241,29 @@ def start_stack(root: Path) -> Stack:
         raise
     return Stack(root=root, env=env, cfg=cfg, accounts=accounts, broker=broker, influx=influx,
                  bridge_password=password)
+
+
+def _container_stack(root: Path) -> Stack:
+    env = {
+        "FLEET_CONFIG": str(root / "none.toml"),
+        "FLEET_LOCAL_DATA_DIR": str(root),
+        "FLEET_HTTP_PORT": str(free_port()),
+        "FLEET_BRIDGE_METRICS_PORT": str(free_port()),
+        "FLEET_BRIDGE_FLUSH_INTERVAL": "0.05",
+    }
+    (root / "none.toml").write_text("# tests configure everything through FLEET_* variables\n")
+    accounts = Accounts(broker_dir(load_config(env=env)))
+    password = accounts.ensure_service("fleet-bridge", "bridge")
+    influx, broker = start_containers(broker_dir(load_config(env=env)))
+    env.update({
+        "FLEET_MQTT_PASSWORD": password,
+        "FLEET_MQTT_HOST": broker.host,
+        "FLEET_MQTT_PORT": str(broker.port),
+        "FLEET_INFLUXDB_URL": f"http://{influx.host}:{influx.port}",
+    })
+    return Stack(root=root, env=env, cfg=load_config(env=env), accounts=accounts,
+                 broker=broker, influx=influx,  # type: ignore[arg-type]
+                 bridge_password=password, containerized=True)
 
 
 @pytest.fixture(scope="session")
