@@ -7,6 +7,7 @@ import json
 import signal
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 
 import pytest
@@ -97,4 +98,31 @@ def test_queue_beyond_default_limit_and_broker_restart(own: Stack) -> None:
     own.broker.start(timeout=20)
     bridge.start(timeout=30)
     assert eventually(lambda: stored(own, ship) == expected(n), timeout=60), stored(own, ship)
+    bridge.stop()
+
+
+def metric(stack: Stack, name: str) -> float:
+    url = f"http://127.0.0.1:{stack.cfg.bridge.metrics_port}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as resp:
+        for row in resp.read().decode().splitlines():
+            if row.startswith(name + " "):
+                return float(row.split()[-1])
+    return float("nan")
+
+
+def test_in_flight_is_bounded_by_receive_maximum(own: Stack) -> None:
+    """With InfluxDB frozen the broker stops at the bridge's Receive Maximum (100 here, well
+    above Mosquitto's default of 20 in flight); nothing is lost once it thaws."""
+    ship, password = own.ship()
+    bridge = own.start_bridge(client_id="bounded", FLEET_BRIDGE_MAX_INFLIGHT="100",
+                              FLEET_INFLUXDB_TIMEOUT="2")
+    own.influx.signal(signal.SIGSTOP)
+    try:
+        publish_all(own, ship, password, 300)
+        assert eventually(lambda: metric(own, "fleet_bridge_inflight_messages") == 100)
+        time.sleep(1.0)  # and it stays there: the broker holds the rest
+        assert metric(own, "fleet_bridge_inflight_messages") == 100
+    finally:
+        own.influx.signal(signal.SIGCONT)
+    assert eventually(lambda: stored(own, ship) == expected(300), timeout=60), stored(own, ship)
     bridge.stop()
