@@ -26,6 +26,10 @@ servers:
 	if [ $$missing = 1 ]; then \
 	  echo "installing $(APT_PACKAGES) from the distribution"; \
 	  $(SUDO) apt-get update && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y $(APT_PACKAGES); \
+	  if [ -d /run/systemd/system ]; then \
+	    echo "stopping the distribution's own mosquitto and influxdb services (this project runs its own)"; \
+	    $(SUDO) systemctl disable --now mosquitto influxdb >/dev/null 2>&1 || true; \
+	  fi; \
 	fi
 
 lint: venv
