@@ -20,7 +20,15 @@ from yarl import URL
 
 from fleet.config import InfluxConfig
 from fleet.errors import StoreError, StoreUnavailableError
-from fleet.schema import TAG_SHIP, quote_ident, quote_string, source, window_query
+from fleet.schema import (
+    FIELD_KWH,
+    FIELD_SECONDS,
+    TAG_SHIP,
+    quote_ident,
+    quote_string,
+    source,
+    window_query,
+)
 
 # How long /ping may take before the health check calls InfluxDB unavailable.
 PING_TIMEOUT = 2.0
@@ -51,6 +59,16 @@ class WindowRow:
     start_us: int
     kwh: float
     seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class FleetRow:
+    """One fleet-wide window: summed kWh and seconds, and how many ships hold data in it."""
+
+    start_us: int
+    kwh: float
+    seconds: float
+    ships: int
 
 
 class InfluxClient:
@@ -178,6 +196,90 @@ class InfluxClient:
             v = _column(series, "value")
             found.update(str(row[v]) for row in series.values)
         return sorted(found)
+
+    def _source(self) -> str:
+        return source(self._database, self._retention_policy)
+
+    async def _query_or_empty(self, statement: str, kind: str) -> list[Series]:
+        try:
+            return await self.query(statement, kind=kind)
+        except DatabaseMissingError:
+            return []
+
+    async def windows_by_ship(self, start_us: int, end_us: int, every: str,
+                              ships: list[str] | None = None) -> dict[str, list[WindowRow]]:
+        """Windows of ``every`` holding data, per ship (all ships, or only ``ships``)."""
+        where = f"time >= {start_us}u AND time < {end_us}u"
+        if ships is not None:
+            if not ships:
+                return {}
+            alternatives = " OR ".join(f"{quote_ident(TAG_SHIP)} = {quote_string(s)}"
+                                       for s in ships)
+            where = f"({alternatives}) AND {where}"
+        statement = (
+            f"SELECT sum({quote_ident(FIELD_KWH)}) AS kwh, "
+            f"sum({quote_ident(FIELD_SECONDS)}) AS seconds FROM {self._source()} WHERE {where} "
+            f"GROUP BY time({every}), {quote_ident(TAG_SHIP)} fill(none)"
+        )
+        out: dict[str, list[WindowRow]] = {}
+        for series in await self._query_or_empty(statement, "windows_by_ship"):
+            t, k, s = (_column(series, name) for name in ("time", "kwh", "seconds"))
+            rows = out.setdefault(series.tags.get(TAG_SHIP, ""), [])
+            rows.extend(WindowRow(int(v[t]), float(v[k]), float(v[s] or 0.0))
+                        for v in series.values if v[k] is not None)
+        for rows in out.values():
+            rows.sort(key=lambda row: row.start_us)
+        return out
+
+    async def fleet_windows(self, start_us: int, end_us: int, every: str) -> list[FleetRow]:
+        """Per window of ``every``: the fleet's kWh, covered seconds and ships with data.
+
+        One InfluxQL subquery: the inner query sums each ship's parts per window, the outer one
+        sums those and counts the ships, so only one row per window leaves the database.
+        """
+        where = f"time >= {start_us}u AND time < {end_us}u"
+        statement = (
+            f"SELECT sum(kwh) AS kwh, sum(seconds) AS seconds, count(kwh) AS ships FROM ("
+            f"SELECT sum({quote_ident(FIELD_KWH)}) AS kwh, "
+            f"sum({quote_ident(FIELD_SECONDS)}) AS seconds FROM {self._source()} WHERE {where} "
+            f"GROUP BY time({every}), {quote_ident(TAG_SHIP)} fill(none)"
+            f") WHERE {where} GROUP BY time({every}) fill(none)"
+        )
+        rows: list[FleetRow] = []
+        for series in await self._query_or_empty(statement, "fleet_windows"):
+            t, k, s, n = (_column(series, c) for c in ("time", "kwh", "seconds", "ships"))
+            rows.extend(FleetRow(int(v[t]), float(v[k]), float(v[s] or 0.0), int(v[n]))
+                        for v in series.values if v[k] is not None and v[n])
+        rows.sort(key=lambda row: row.start_us)
+        return rows
+
+    async def totals(self, start_us: int, end_us: int) -> dict[str, tuple[float, float]]:
+        """Each ship's (kWh, covered seconds) in [start, end); ships without data are absent."""
+        statement = (
+            f"SELECT sum({quote_ident(FIELD_KWH)}) AS kwh, "
+            f"sum({quote_ident(FIELD_SECONDS)}) AS seconds FROM {self._source()} "
+            f"WHERE time >= {start_us}u AND time < {end_us}u GROUP BY {quote_ident(TAG_SHIP)}"
+        )
+        out: dict[str, tuple[float, float]] = {}
+        for series in await self._query_or_empty(statement, "totals"):
+            k, s = _column(series, "kwh"), _column(series, "seconds")
+            for v in series.values:
+                if v[k] is not None:
+                    out[series.tags.get(TAG_SHIP, "")] = (float(v[k]), float(v[s] or 0.0))
+        return out
+
+    async def last_parts(self) -> dict[str, tuple[int, float]]:
+        """Each ship's most recent stored part: (start in epoch microseconds, seconds covered)."""
+        statement = (
+            f"SELECT last({quote_ident(FIELD_SECONDS)}) AS seconds FROM {self._source()} "
+            f"GROUP BY {quote_ident(TAG_SHIP)}"
+        )
+        out: dict[str, tuple[int, float]] = {}
+        for series in await self._query_or_empty(statement, "last_parts"):
+            t, s = _column(series, "time"), _column(series, "seconds")
+            for v in series.values:
+                out[series.tags.get(TAG_SHIP, "")] = (int(v[t]), float(v[s] or 0.0))
+        return out
 
     def _unreachable(self, exc: BaseException) -> str:
         detail = str(exc) or exc.__class__.__name__

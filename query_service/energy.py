@@ -126,6 +126,16 @@ def parse_query(ship: str, ship_parameter: str, params: Mapping[str, str],
     """Validate a request's parameters. ``options=False`` (the original ``/data`` API) takes the
     defaults for ``every``, ``label`` and ``fill`` and ignores those parameters."""
     ship = parse_ship(ship, ship_parameter)
+    return parse_range(params, max_windows, ship=ship, options=options)
+
+
+def parse_range(params: Mapping[str, str], max_windows: int, *, ship: str = "",
+                options: bool = True, extra_windows: int = 0) -> EnergyQuery:
+    """``start``, ``end``, ``every``, ``label`` and ``fill`` of a request (``ship=""``: the fleet).
+
+    The range may touch at most ``max_windows`` windows of ``every``, counting ``extra_windows``
+    more that the query reads (an anomaly score's trailing history).
+    """
     start_us = _timestamp(params, "start")
     end_us = _timestamp(params, "end")
     every, label, fill = "15m", "start", "none"
@@ -136,7 +146,7 @@ def parse_query(ship: str, ship_parameter: str, params: Mapping[str, str],
     if start_us >= end_us:
         raise ParameterError("start", "start must be before end")
     query = EnergyQuery(ship, start_us, end_us, every, label, fill)
-    if query.window_count > max_windows:
+    if query.window_count + extra_windows > max_windows:
         coarser = " or ".join(e for e, s in EVERY_SECONDS.items() if s > EVERY_SECONDS[every])
         if not options:
             hint = f"ask for a shorter range, or use /v1/ships/{{id}}/energy with every={coarser}"
@@ -144,13 +154,45 @@ def parse_query(ship: str, ship_parameter: str, params: Mapping[str, str],
             hint = f"use a coarser every ({coarser}) or a shorter range"
         else:
             hint = "use a shorter range"
+        extra = f" (plus {extra_windows} of history)" if extra_windows else ""
         raise ParameterError(
             "every" if options else "end",
             f"the range from start to end holds {query.window_count} windows of "
-            f"{f'every={every}' if options else '15 minutes'}, more than the {max_windows} "
+            f"{f'every={every}' if options else '15 minutes'}{extra}, more than the {max_windows} "
             f"allowed (http.max_windows): {hint}",
         )
     return query
+
+
+def choice(params: Mapping[str, str], name: str, choices: Iterable[str], default: str) -> str:
+    """An optional parameter from a fixed set, or ParameterError naming it."""
+    return _choice(params, name, choices, default)
+
+
+def integer(params: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    """An optional integer parameter in [low, high], or ParameterError naming it."""
+    text = params.get(name)
+    if text is None or text == "":
+        return default
+    if not (text.isascii() and text.isdigit()) or not low <= int(text) <= high:
+        raise ParameterError(name, f"{name} must be an integer from {low} to {high}; "
+                                   f"got {_shorten(text)}")
+    return int(text)
+
+
+def number(params: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
+    """An optional decimal parameter in [low, high], or ParameterError naming it."""
+    text = params.get(name)
+    if text is None or text == "":
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not low <= value <= high:
+        raise ParameterError(name, f"{name} must be a number from {low:g} to {high:g}; "
+                                   f"got {_shorten(text)}")
+    return value
 
 
 def assemble(query: EnergyQuery, rows: Iterable[WindowRow]) -> list[Window]:

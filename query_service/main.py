@@ -13,16 +13,23 @@ own keep-alive session to InfluxDB. For ``/metrics`` summed over the workers, se
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 
 from aiohttp import web
 
 from fleet.config import Config, load_config
+from fleet.errors import FleetError
+from fleet.tokens import TokenVerifier, tokens_path
+from query_service.auth import auth_middleware
 from query_service.db import InfluxClient
 from query_service.metrics import Metrics
 from query_service.middlewares import error_middleware, metrics_middleware
+from query_service.presence import PresenceTracker
 from query_service.routes import setup_routes
-from query_service.typedefs import CONFIG, INFLUX, METRICS
+from query_service.typedefs import CONFIG, INFLUX, METRICS, PRESENCE, TOKENS
+
+log = logging.getLogger("query_service")
 
 
 async def _influx(app: web.Application) -> AsyncIterator[None]:
@@ -32,13 +39,41 @@ async def _influx(app: web.Application) -> AsyncIterator[None]:
     await client.close()
 
 
+async def _presence(app: web.Application) -> AsyncIterator[None]:
+    app[PRESENCE].start(app[CONFIG])
+    yield
+    app[PRESENCE].stop()
+
+
+def _announce_auth(config: Config, verifier: TokenVerifier) -> None:
+    if config.http.auth == "none":
+        log.warning("http.auth = none: the read endpoints answer anyone without a token "
+                    "(FLEET_HTTP_AUTH=none is meant for local work only)")
+        return
+    try:
+        count = verifier.count()
+    except FleetError as exc:
+        log.error("tokens: %s", exc)
+        return
+    if not count:
+        log.warning("no API token exists in %s: every read request is refused with 401; "
+                    "create one with `fleetctl token create --name NAME`", verifier.path)
+
+
 def create_app(config: Config) -> web.Application:
-    """The aiohttp application; its InfluxDB session opens at startup and closes at cleanup."""
-    # The metrics middleware is outermost, so it counts the JSON errors the other one makes.
-    app = web.Application(middlewares=[metrics_middleware, error_middleware])
+    """The aiohttp application; its InfluxDB session and presence subscription open at startup
+    and close at cleanup."""
+    # The metrics middleware is outermost, so it counts the JSON errors the others make; the
+    # auth middleware is innermost, so its 401 is counted too.
+    app = web.Application(middlewares=[metrics_middleware, error_middleware, auth_middleware],
+                          client_max_size=config.ingest.max_payload_bytes)
     app[CONFIG] = config
     app[METRICS] = Metrics()
+    app[TOKENS] = TokenVerifier(tokens_path(config.local.path))
+    app[PRESENCE] = PresenceTracker()
+    _announce_auth(config, app[TOKENS])
     app.cleanup_ctx.append(_influx)
+    app.cleanup_ctx.append(_presence)
     setup_routes(app)
     return app
 

@@ -4,31 +4,51 @@ exceptions and turned into JSON HTTP errors by :mod:`query_service.middlewares`.
 from __future__ import annotations
 
 import asyncio
-import json
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
 from fleet.config import MqttConfig
 from fleet.errors import StoreError
-from fleet.timeutil import format_datetime
-from query_service.db import InfluxClient
+from fleet.schema import EVERY_SECONDS
+from fleet.timeutil import US, WINDOW_US, floor_to, format_datetime
+from query_service import analysis
+from query_service.db import InfluxClient, WindowRow
 from query_service.energy import (
+    FILLS,
+    LABELS,
+    MAX_US,
+    MIN_US,
     EnergyQuery,
     ShipNotFoundError,
     Window,
     assemble,
+    choice,
+    integer,
+    number,
     parse_query,
+    parse_range,
+    parse_ship,
     public_ship_id,
     required,
 )
 from query_service.health import BrokerUnavailableError, probe_broker
 from query_service.metrics import CONTENT_TYPE
-from query_service.typedefs import CONFIG, INFLUX, METRICS
+from query_service.openapi import spec
+from query_service.render import json_response, respond
+from query_service.typedefs import CONFIG, INFLUX, METRICS, PRESENCE
+
+STATIC = Path(__file__).resolve().parent / "static"
+MAX_TOP = 1000
 
 
 def _json(body: Any, status: int = 200) -> web.Response:
-    return web.Response(text=json.dumps(body), status=status, content_type="application/json")
+    return json_response(body, status)
+
+
+def _time(us: int | None) -> str | None:
+    return None if us is None else format_datetime(us)
 
 
 async def _windows(influx: InfluxClient, query: EnergyQuery) -> list[Window]:
@@ -45,11 +65,9 @@ async def data(request: web.Request) -> web.Response:
     ship = required(request.query, "spaceship_id")
     query = parse_query(ship, "spaceship_id", request.query, max_windows, options=False)
     windows = await _windows(request.app[INFLUX], query)
-    return _json({
-        "spaceship_id": public_ship_id(query.ship),
-        "units": "kWh",
-        "data": [{"datetime": format_datetime(w.start_us), "value": w.kwh} for w in windows],
-    })
+    data = [{"datetime": format_datetime(w.start_us), "value": w.kwh} for w in windows]
+    body = {"spaceship_id": public_ship_id(query.ship), "units": "kWh", "data": data}
+    return respond(request, body, ("datetime", "value"), data, f"data-{query.ship}")
 
 
 async def ship_energy(request: web.Request) -> web.Response:
@@ -57,24 +75,170 @@ async def ship_energy(request: web.Request) -> web.Response:
     max_windows = request.app[CONFIG].http.max_windows
     query = parse_query(request.match_info["id"], "id", request.query, max_windows)
     windows = await _windows(request.app[INFLUX], query)
+    rows = _window_dicts(query, windows)
+    body = {"ship": query.ship, "unit": "kWh", **_head(query), "windows": rows}
+    return respond(request, body, ("time", "kwh", "coverage"), rows, f"energy-{query.ship}")
+
+
+def _head(query: EnergyQuery) -> dict[str, Any]:
+    return {"every": query.every, "label": query.label, "start": format_datetime(query.start_us),
+            "end": format_datetime(query.end_us)}
+
+
+def _window_dicts(query: EnergyQuery, windows: list[Window]) -> list[dict[str, Any]]:
     shift = query.step_us if query.label == "end" else 0
-    return _json({
-        "ship": query.ship,
-        "unit": "kWh",
-        "every": query.every,
-        "label": query.label,
-        "start": format_datetime(query.start_us),
-        "end": format_datetime(query.end_us),
-        "windows": [
-            {"time": format_datetime(w.start_us + shift), "kwh": w.kwh, "coverage": w.coverage}
-            for w in windows
-        ],
-    })
+    return [{"time": format_datetime(w.start_us + shift), "kwh": w.kwh, "coverage": w.coverage}
+            for w in windows]
 
 
 async def ships(request: web.Request) -> web.Response:
-    """``GET /v1/ships``: every ship with stored data."""
-    return _json({"ships": await request.app[INFLUX].ships()})
+    """``GET /v1/ships[?start=&end=]``: every ship seen (stored data or a status), its presence,
+    the end of its last stored reading, its last stored 15-minute window; with a range, its kWh
+    in the range too."""
+    influx, presence = request.app[INFLUX], request.app[PRESENCE]
+    ranged = "start" in request.query or "end" in request.query
+    query = parse_range(request.query, request.app[CONFIG].http.max_windows) if ranged else None
+    for name, choices, default in (("every", EVERY_SECONDS, "15m"), ("label", LABELS, "start"),
+                                   ("fill", FILLS, "none")):
+        choice(request.query, name, choices, default)  # accepted, and so validated, everywhere
+    last = await influx.last_parts()
+    totals = await influx.totals(query.start_us, query.end_us) if query is not None else {}
+    rows = []
+    for ship in sorted(set(last) | presence.ships()):
+        state = presence.get(ship)
+        part = last.get(ship)
+        row: dict[str, Any] = {
+            "ship": ship,
+            "presence": state.state,
+            "presence_since": state.since,
+            "last_reading": _time(part[0] + round(part[1] * US)) if part else None,
+            "last_window": _time(floor_to(part[0], WINDOW_US)) if part else None,
+        }
+        if query is not None:
+            total = totals.get(ship)
+            row["kwh"] = total[0] if total else None
+        rows.append(row)
+    body: dict[str, Any] = {"ships": rows}
+    columns = ["ship", "presence", "presence_since", "last_reading", "last_window"]
+    if query is not None:
+        body = {"start": format_datetime(query.start_us), "end": format_datetime(query.end_us),
+                **body}
+        columns.append("kwh")
+    return respond(request, body, columns, rows, "ships")
+
+
+async def fleet_energy(request: web.Request) -> web.Response:
+    """``GET /v1/fleet/energy``: per window, the fleet's kWh, ships reporting, mean per ship."""
+    query = parse_range(request.query, request.app[CONFIG].http.max_windows)
+    rows = await request.app[INFLUX].fleet_windows(query.start_us, query.end_us, query.every)
+    window_s = float(EVERY_SECONDS[query.every])
+    shift = query.step_us if query.label == "end" else 0
+    by_start = {r.start_us: r for r in rows}
+    starts = ([r.start_us for r in rows] if query.fill == "none"
+              else range(query.first_window_us, query.end_us, query.step_us))
+    empty = None if query.fill == "null" else 0.0
+    out = []
+    for t in starts:
+        r = by_start.get(t)
+        if r is None:
+            out.append({"time": format_datetime(t + shift), "kwh": empty, "ships": 0,
+                        "mean_kwh": empty, "coverage": 0.0})
+        else:
+            out.append({"time": format_datetime(t + shift), "kwh": r.kwh, "ships": r.ships,
+                        "mean_kwh": r.kwh / r.ships,
+                        "coverage": r.seconds / (window_s * r.ships)})
+    body = {**_head(query), "fill": query.fill, "unit": "kWh", "windows": out}
+    return respond(request, body, ("time", "kwh", "ships", "mean_kwh", "coverage"), out,
+                   "fleet-energy")
+
+
+async def fleet_top(request: web.Request) -> web.Response:
+    """``GET /v1/fleet/top?count=N``: the N ships with the most kWh in [start, end); with an
+    explicit ``every``, each ship's windows too."""
+    count = integer(request.query, "count", 10, 1, MAX_TOP)
+    series = bool(request.query.get("every"))
+    # Ranking is one sum over the range: the window bound applies only to the series.
+    max_windows = request.app[CONFIG].http.max_windows if series else MAX_US - MIN_US
+    query = parse_range(request.query, max_windows)
+    influx = request.app[INFLUX]
+    totals = await influx.totals(query.start_us, query.end_us)
+    ranked = sorted(totals.items(), key=lambda item: (-item[1][0], item[0]))[:count]
+    range_s = (query.end_us - query.start_us) / US
+    out: list[dict[str, Any]] = [
+        {"rank": i + 1, "ship": ship, "kwh": kwh, "coverage": seconds / range_s}
+        for i, (ship, (kwh, seconds)) in enumerate(ranked)
+    ]
+    if series and out:
+        by_ship = await influx.windows_by_ship(query.start_us, query.end_us, query.every,
+                                               [row["ship"] for row in out])
+        for row in out:
+            ship_query = EnergyQuery(row["ship"], query.start_us, query.end_us, query.every,
+                                     query.label, query.fill)
+            row["windows"] = _window_dicts(ship_query,
+                                           assemble(ship_query, by_ship.get(row["ship"], [])))
+    body = {**_head(query), "count": count, "unit": "kWh", "ships": out}
+    return respond(request, body, ("rank", "ship", "kwh", "coverage"), out, "fleet-top")
+
+
+async def _ship_rows(influx: InfluxClient, ship: str, start_us: int, end_us: int,
+                     every: str) -> list[WindowRow]:
+    rows = await influx.windows(ship, start_us, end_us, every)
+    if not rows and not await influx.ship_known(ship):
+        raise ShipNotFoundError(ship)
+    return rows
+
+
+async def ship_gaps(request: web.Request) -> web.Response:
+    """``GET /v1/ships/{id}/gaps``: missing and partial windows, merged into spans."""
+    ship = parse_ship(request.match_info["id"], "id")
+    query = parse_range(request.query, request.app[CONFIG].http.max_windows, ship=ship)
+    rows = await _ship_rows(request.app[INFLUX], ship, query.start_us, query.end_us, query.every)
+    spans = analysis.gaps(rows, query.start_us, query.end_us, query.step_us)
+    out = [{"start": format_datetime(g.start_us), "end": format_datetime(g.end_us),
+            "windows": g.windows, "missing": g.missing, "partial": g.partial,
+            "coverage": g.coverage} for g in spans]
+    range_s = (query.end_us - query.start_us) / US
+    body = {**_head(query), "ship": ship, "coverage": sum(r.seconds for r in rows) / range_s,
+            "gaps": out}
+    return respond(request, body, ("start", "end", "windows", "missing", "partial", "coverage"),
+                   out, f"gaps-{ship}")
+
+
+async def ship_anomalies(request: web.Request) -> web.Response:
+    """``GET /v1/ships/{id}/anomalies``: outlying windows against the ship's own recent history
+    (rule in :mod:`query_service.analysis`)."""
+    ship = parse_ship(request.match_info["id"], "id")
+    every = choice(request.query, "every", EVERY_SECONDS, "15m")
+    history = integer(request.query, "history", analysis.DEFAULT_HISTORY[every],
+                      analysis.MIN_HISTORY, 10000)
+    threshold = number(request.query, "threshold", analysis.DEFAULT_THRESHOLD, 0.5, 1000.0)
+    query = parse_range(request.query, request.app[CONFIG].http.max_windows, ship=ship,
+                        extra_windows=history)
+    since = max(MIN_US, query.first_window_us - history * query.step_us)
+    rows = await _ship_rows(request.app[INFLUX], ship, since, query.end_us, query.every)
+    found = analysis.anomalies(rows, query.start_us, query.end_us, query.step_us,
+                               float(EVERY_SECONDS[every]), history, threshold)
+    shift = query.step_us if query.label == "end" else 0
+    out = [{"time": format_datetime(a.start_us + shift), "kwh": a.kwh, "median": a.median,
+            "scale": a.scale, "score": a.score, "direction": "high" if a.score > 0 else "low"}
+           for a in found]
+    body = {**_head(query), "ship": ship, "unit": "kWh",
+            "rule": {"method": "modified z-score: (kwh - median) / (1.4826 x MAD) over the "
+                               "trailing complete windows", "history": history,
+                     "min_history": analysis.MIN_HISTORY, "threshold": threshold},
+            "anomalies": out}
+    return respond(request, body, ("time", "kwh", "median", "scale", "score", "direction"), out,
+                   f"anomalies-{ship}")
+
+
+async def openapi(request: web.Request) -> web.Response:
+    """The OpenAPI 3 document of this service."""
+    return _json(spec())
+
+
+async def index(request: web.Request) -> web.FileResponse:
+    """The dashboard page (it asks for a token and calls the API itself)."""
+    return web.FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
 
 
 async def _influx_state(influx: InfluxClient) -> str:

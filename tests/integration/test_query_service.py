@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from fleet.config import Config, HttpConfig, InfluxConfig, MqttConfig
+from fleet.config import Config, HttpConfig, InfluxConfig, LocalConfig, MqttConfig
 from fleet.schema import Part, line
 from fleet.timeutil import parse_datetime
 from query_service.main import create_app, gunicorn_app
@@ -183,12 +183,19 @@ def influx(influx_url: str) -> str:
 
 # -- the service ----------------------------------------------------------------------------------
 
+# Authentication has tests of its own (test_api_auth.py); here it is off, and data_dir points
+# nowhere so no token file or broker secret of a developer's `make run` is picked up.
+NO_DATA_DIR = "/nonexistent/fleet-query-tests"
+
+
 def make_config(influx_url: str, mqtt_port: int | None = None, **http: Any) -> Config:
+    http.setdefault("auth", "none")
     return Config(
         influxdb=InfluxConfig(url=influx_url, database=DATABASE, retention_policy=RP,
                               timeout=5.0),
         mqtt=MqttConfig(host="127.0.0.1", port=mqtt_port or free_port()),
         http=HttpConfig(**http),
+        local=LocalConfig(data_dir=NO_DATA_DIR),
     )
 
 
@@ -364,7 +371,13 @@ def test_unknown_ship_is_404(cfg: Config) -> None:
 
 
 def test_ships_lists_stored_ships(cfg: Config) -> None:
-    assert get(cfg, "/v1/ships").json == {"ships": ["007", "1", "alpha-7"]}
+    ships = get(cfg, "/v1/ships").json["ships"]
+    assert [s["ship"] for s in ships] == ["007", "1", "alpha-7"]
+    # No broker account for presence here: unknown. Ship 1's last part starts 02:45, 900 s.
+    assert ships[1] == {"ship": "1", "presence": "unknown", "presence_since": None,
+                        "last_reading": f"{DAY}T03:00:00Z", "last_window": f"{DAY}T02:45:00Z"}
+    assert ships[2]["last_reading"] == f"{DAY}T00:35:00Z"
+    assert ships[2]["last_window"] == f"{DAY}T00:30:00Z"
 
 
 # -- errors ---------------------------------------------------------------------------------------
@@ -431,11 +444,11 @@ def test_too_many_windows_is_400_and_suggests_coarser(influx: str) -> None:
 
 
 def test_unknown_route_and_method_are_json(cfg: Config) -> None:
-    missing, wrong = requests(cfg, ("GET", "/nope", None), ("POST", "/data", None))
+    missing, wrong = requests(cfg, ("GET", "/nope", None), ("PUT", "/data", None))
     assert missing.status == 404
     assert "/nope" in missing.json["error"]
     assert wrong.status == 405
-    assert "POST" in wrong.json["error"]
+    assert "PUT" in wrong.json["error"]
     assert "GET" in wrong.headers["Allow"]
 
 
@@ -527,6 +540,8 @@ def test_gunicorn_app_reads_the_environment(influx: str, monkeypatch: pytest.Mon
     (tmp_path / "fleet.toml").write_text("[http]\nmax_windows = 3\n", encoding="utf-8")
     monkeypatch.setenv("FLEET_CONFIG", str(tmp_path / "fleet.toml"))
     monkeypatch.setenv("FLEET_INFLUXDB_URL", influx)
+    monkeypatch.setenv("FLEET_HTTP_AUTH", "none")
+    monkeypatch.setenv("FLEET_LOCAL_DATA_DIR", str(tmp_path))
 
     async def run() -> tuple[int, Any]:
         async with TestClient(TestServer(await gunicorn_app())) as client:
@@ -552,7 +567,8 @@ def test_serves_as_a_process(influx: str, tmp_path: Path, command: str) -> None:
     """`python -m query_service`, and gunicorn's aiohttp worker with two workers."""
     port = free_port()
     env = {**os.environ, "FLEET_CONFIG": str(tmp_path / "fleet.toml"),
-           "FLEET_INFLUXDB_URL": influx, "FLEET_HTTP_PORT": str(port)}
+           "FLEET_INFLUXDB_URL": influx, "FLEET_HTTP_PORT": str(port),
+           "FLEET_HTTP_AUTH": "none", "FLEET_LOCAL_DATA_DIR": str(tmp_path)}
     (tmp_path / "fleet.toml").write_text("", encoding="utf-8")
     if command == "gunicorn":
         args = [sys.executable, "-m", "gunicorn", "query_service.main:gunicorn_app",
