@@ -29,5 +29,8 @@ class BridgeMetrics:
                                     ["kind"], registry=r)
         self.inflight = Gauge("fleet_bridge_inflight_messages",
                               "Messages received and not yet acknowledged", registry=r)
+        # Children resolved once: .labels() on every message is measurable on the hot path.
+        self.readings_accepted = self.readings.labels("accepted")
+        self.messages_stored = self.messages.labels("stored")
         self.connected = Gauge("fleet_bridge_connected", "1 while connected to the broker",
                                registry=r)

@@ -5,6 +5,7 @@ Integer microseconds keep window arithmetic exact (no float drift at 15-minute b
 
 from __future__ import annotations
 
+import functools
 import re
 from datetime import UTC, datetime, timedelta
 
@@ -48,8 +49,13 @@ def _parse_slow(text: str) -> datetime:
     return _fromisoformat(s)  # raises ValueError
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def format_datetime(us: int) -> str:
-    """ISO 8601 UTC with a ``Z``; fractional seconds only when there are some."""
+    """ISO 8601 UTC with a ``Z``; fractional seconds only when there are some.
+
+    Cached: the bridge's energy topic and the query service format the same window starts over
+    and over, and strftime costs more than the rest of a window's JSON.
+    """
     dt = _EPOCH + timedelta(microseconds=us)
     if dt.microsecond:
         return dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
