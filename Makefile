@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-APT_PACKAGES := mosquitto mosquitto-clients influxdb docker-compose
+APT_PACKAGES := mosquitto mosquitto-clients influxdb docker-compose chromium
 
 .PHONY: test run check lint typecheck compose-check servers venv bench clean
 
@@ -20,7 +20,7 @@ venv: $(STAMP)
 # Debian's packages, installed only when a binary is missing.
 servers:
 	@missing=0; \
-	for b in mosquitto mosquitto_pub influxd docker-compose; do \
+	for b in mosquitto mosquitto_pub influxd docker-compose chromium; do \
 	  command -v $$b >/dev/null 2>&1 || [ -x /usr/sbin/$$b ] || missing=1; \
 	done; \
 	if [ $$missing = 1 ]; then \
@@ -51,6 +51,7 @@ run: venv servers
 	$(BIN)/python -m fleet.run
 
 bench: venv servers
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python -m bench
 
 clean:

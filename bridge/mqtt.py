@@ -71,7 +71,8 @@ class Bridge:
         if cfg.mqtt.username:
             self.client.username_pw_set(cfg.mqtt.username, cfg.mqtt.password or None)
         if cfg.mqtt.tls_ca:
-            self.client.tls_set(ca_certs=cfg.mqtt.tls_ca)
+            self.client.tls_set(ca_certs=cfg.mqtt.tls_ca, certfile=cfg.mqtt.tls_cert or None,
+                                keyfile=cfg.mqtt.tls_key or None)
         self.client.reconnect_delay_set(1, 30)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
@@ -85,7 +86,8 @@ class Bridge:
         props.SessionExpiryInterval = self.cfg.bridge.session_expiry
         # The broker sends at most this many unacknowledged messages: the in-flight bound.
         props.ReceiveMaximum = self.cfg.bridge.max_inflight
-        self.client.connect_async(self.cfg.mqtt.host, self.cfg.mqtt.port,
+        # client_port: the TLS listener when [mqtt] tls_ca is set.
+        self.client.connect_async(self.cfg.mqtt.host, self.cfg.mqtt.client_port,
                                   keepalive=self.cfg.mqtt.keepalive, clean_start=False,
                                   properties=props)
         self.client.loop_start()
@@ -167,7 +169,7 @@ class Bridge:
             return
         if n.rejected:
             self._report_readings(n)
-        self.metrics.readings.labels("accepted").inc(n.accepted)
+        self.metrics.readings_accepted.inc(n.accepted)
         if not n.parts:
             self.metrics.messages.labels("empty").inc()
             self._confirm(n.ship, n.batch_id, n.accepted, len(n.rejected))
@@ -208,13 +210,13 @@ class Bridge:
     def stored(self, items: Sequence[Pending]) -> None:
         generation = self.generation
         by_ship: dict[str, list[Part]] = {}
+        self.metrics.inflight.dec(len(items))
+        self.metrics.messages_stored.inc(len(items))
         for item in items:
             if item.generation == generation:
                 self.client.ack(item.mid, item.qos)
             # else: the connection it came on is gone; the broker delivers it again and that
             # copy (stored again, idempotently) is the one acknowledged.
-            self.metrics.inflight.dec()
-            self.metrics.messages.labels("stored").inc()
             self._confirm(item.ship, item.batch_id, item.accepted, item.rejected)
             if self.cfg.bridge.publish_energy:
                 by_ship.setdefault(item.ship, []).extend(item.parts)

@@ -78,8 +78,14 @@ def verify_password(password: str, encoded: str) -> bool:
 
 
 def generate_password() -> str:
-    """A random password: 32 characters of ``[A-Za-z0-9_-]`` (192 bits), safe in a shell."""
-    return secrets.token_urlsafe(24)
+    """A random password: 32 characters of ``[A-Za-z0-9_-]`` (192 bits), safe in a shell.
+
+    Never starting with ``-``, so ``--password P`` cannot be taken for an option.
+    """
+    while True:
+        password = secrets.token_urlsafe(24)
+        if not password.startswith("-"):
+            return password
 
 
 def acl_rules(name: str, role: str) -> list[str]:

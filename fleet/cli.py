@@ -24,6 +24,9 @@ from datetime import UTC, datetime
 from fleet.accounts import SERVICE_ROLES, Accounts
 from fleet.config import Config, load_config
 from fleet.errors import AccountError, ConfigError, FleetError
+from fleet.tls import register as _register_tls
+from fleet.tokens import register as _register_tokens
+from ship.cli import register as _register_ship
 
 Handler = Callable[[argparse.Namespace], int]
 _Subparsers = argparse._SubParsersAction  # argparse has no public name for it
@@ -172,7 +175,8 @@ def _register_accounts(tree: CommandTree) -> None:
     svc.add_argument("--password", help="set this password (default: keep or generate)")
 
 
-REGISTRARS: list[Callable[[CommandTree], None]] = [_register_accounts]
+REGISTRARS: list[Callable[[CommandTree], None]] = [
+    _register_accounts, _register_tokens, _register_tls, _register_ship]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -65,11 +65,28 @@ class MqttConfig:
     password: str = ""
     keepalive: int = 30
     tls_ca: str = ""
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_port: int = 8883
 
     def __post_init__(self) -> None:
         _port("mqtt", "port", self.port)
         if self.keepalive < 5:
             raise ConfigError("mqtt.keepalive must be at least 5 seconds")
+        if self.tls_port != 0:
+            _port("mqtt", "tls_port", self.tls_port)
+            if self.tls_port == self.port:
+                raise ConfigError("mqtt.tls_port must differ from mqtt.port (or be 0: no TLS)")
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ConfigError("mqtt.tls_cert and mqtt.tls_key go together: set both or neither")
+        if self.tls_cert and not self.tls_ca:
+            raise ConfigError("mqtt.tls_cert needs mqtt.tls_ca (a client certificate is only "
+                              "sent over TLS)")
+
+    @property
+    def client_port(self) -> int:
+        """The port clients connect to: the TLS listener when a CA is configured, else ``port``."""
+        return self.tls_port if self.tls_ca and self.tls_port else self.port
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,11 +177,18 @@ class HttpConfig:
     host: str = "127.0.0.1"
     port: int = 8080
     max_windows: int = 50000
+    auth: str = "token"
+    mqtt_username: str = "fleet-query"
+    mqtt_password: str = ""
 
     def __post_init__(self) -> None:
         _port("http", "port", self.port)
         if self.max_windows < 1:
             raise ConfigError("http.max_windows must be at least 1")
+        if self.auth not in {"token", "none"}:
+            raise ConfigError(f"http.auth must be token or none, got {self.auth!r}")
+        if self.mqtt_username and not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", self.mqtt_username):
+            raise ConfigError("http.mqtt_username must be empty or 1-64 characters of [A-Za-z0-9_-]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,6 +205,67 @@ class LocalConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ShipConfig:
+    """The ship agent (``fleetctl ship run``): spool, batching, resending, backlog drain."""
+
+    spool_dir: str = ""
+    batch_size: int = 500
+    max_inflight: int = 4
+    ack_timeout: float = 30.0
+    drain_rate: float = 1000.0
+    spool_max_readings: int = 1_000_000
+    session_expiry: int = 7 * 86400
+    reconnect_max_delay: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ConfigError("ship.batch_size must be at least 1")
+        if not 1 <= self.max_inflight <= 1000:
+            raise ConfigError("ship.max_inflight must be between 1 and 1000")
+        if self.ack_timeout <= 0:
+            raise ConfigError("ship.ack_timeout must be positive")
+        if self.drain_rate <= 0:
+            raise ConfigError("ship.drain_rate must be positive")
+        if self.spool_max_readings < 1:
+            raise ConfigError("ship.spool_max_readings must be at least 1")
+        if self.session_expiry < 0:
+            raise ConfigError("ship.session_expiry must be >= 0")
+        if self.reconnect_max_delay < 1:
+            raise ConfigError("ship.reconnect_max_delay must be at least 1 second")
+
+
+@dataclass(frozen=True, slots=True)
+class SimulateConfig:
+    """The fleet simulator that ``make run`` starts (``fleetctl simulate`` takes flags too)."""
+
+    ships: int = 3
+    prefix: str = "sim"
+    interval: str = "PT1M"
+    speed: float = 1.0
+    backfill: str = "PT6H"
+    outage_rate: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.ships <= 10000:
+            raise ConfigError("simulate.ships must be between 0 and 10000")
+        if not re.fullmatch(r"[A-Za-z0-9_-]{1,50}", self.prefix):
+            raise ConfigError("simulate.prefix must be 1-50 characters of [A-Za-z0-9_-]")
+        try:
+            parse_duration(self.interval)
+        except ValueError as exc:
+            raise ConfigError(f"simulate.interval: {exc}") from None
+        if self.backfill:
+            try:
+                parse_duration(self.backfill)
+            except ValueError as exc:
+                raise ConfigError(f"simulate.backfill: {exc}") from None
+        if not self.speed >= 1:
+            raise ConfigError("simulate.speed must be at least 1")
+        if not self.outage_rate >= 0:
+            raise ConfigError("simulate.outage_rate must be >= 0")
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     mqtt: MqttConfig = field(default_factory=MqttConfig)
     influxdb: InfluxConfig = field(default_factory=InfluxConfig)
@@ -188,6 +273,8 @@ class Config:
     bridge: BridgeConfig = field(default_factory=BridgeConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
     local: LocalConfig = field(default_factory=LocalConfig)
+    ship: ShipConfig = field(default_factory=ShipConfig)
+    simulate: SimulateConfig = field(default_factory=SimulateConfig)
 
 
 def _port(section: str, key: str, value: int) -> None:

@@ -25,6 +25,7 @@ from typing import IO
 
 from fleet.config import Config
 from fleet.errors import FleetError
+from fleet.tls import server_files
 
 log = logging.getLogger(__name__)
 
@@ -80,10 +81,28 @@ def render_mosquitto_conf(cfg: Config) -> Path:
         # Run as whoever started us: as root, Mosquitto would otherwise switch to the `mosquitto`
         # user, which cannot write this persistence directory and silently loses every session.
         f"user {getpass.getuser()}\n"
+        f"{_tls_listener(cfg)}"
         f"include_dir {MOSQUITTO_POLICY_DIR}\n",
         encoding="utf-8",
     )
     return conf
+
+
+def _tls_listener(cfg: Config) -> str:
+    """The TLS listener on ``[mqtt] tls_port``, when ``fleetctl tls init`` made certificates.
+
+    On 127.0.0.1 like the plain one: this is the development launcher. A broker for real ships
+    binds its TLS listener on a public address with a certificate from the organization's CA.
+    """
+    files = server_files(cfg)
+    if not cfg.mqtt.tls_port or files is None:
+        return ""
+    ca, cert, key = files
+    return (f"listener {cfg.mqtt.tls_port} 127.0.0.1\n"
+            f"cafile {ca}\ncertfile {cert}\nkeyfile {key}\n"
+            # A client certificate is optional: passwords and the ACL still decide who is who.
+            "require_certificate false\n"
+            "tls_version tlsv1.2\n")
 
 
 def influx_rpc_port(cfg: Config) -> int:
@@ -152,6 +171,12 @@ class Service:
         return self.proc is not None and self.proc.poll() is None
 
     def start(self, timeout: float = 30.0) -> Service:
+        self.launch()
+        self.wait_ready(timeout)
+        return self
+
+    def launch(self) -> None:
+        """Start the process without waiting for it to be ready (a supervisor polls ``ready``)."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         if self.before_start is not None:
             self.before_start()
@@ -163,8 +188,6 @@ class Service:
             self.argv, stdout=self._log, stderr=subprocess.STDOUT, env=env,
             stdin=subprocess.DEVNULL, start_new_session=True,
         )
-        self.wait_ready(timeout)
-        return self
 
     def wait_ready(self, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout

@@ -27,8 +27,12 @@ from fleet.local import (
     influxd_service,
     mosquitto_service,
     port_in_use,
+    python_service,
     query_service,
 )
+from fleet.tokens import dev_token_text, ensure_dev_token
+from ship.simulate import provision as provision_simulated
+from ship.simulate import ship_ids as simulated_ids
 
 log = logging.getLogger("fleet.run")
 
@@ -39,6 +43,7 @@ class Supervised:
     restarts: int = 0
     next_start: float = 0.0
     started_at: float = field(default_factory=time.monotonic)
+    awaiting_ready: bool = False
 
 
 def _demo_ship(cfg: Config, accounts: Accounts) -> tuple[str, str]:
@@ -90,33 +95,80 @@ Add ships with: .venv/bin/fleetctl ship add <id>     Press Ctrl-C to stop everyt
 """
 
 
-def supervise(services: list[Service], stop: threading.Event) -> None:
-    """Restart dead services with exponential backoff until ``stop`` is set."""
+def describe_exit(status: int | None) -> str:
+    """``status 1`` or ``status -9 (killed by SIGKILL)``, as Popen.returncode encodes them."""
+    if status is None:
+        return "an unknown status"
+    if status < 0:
+        try:
+            name = signal.Signals(-status).name
+        except ValueError:
+            name = f"signal {-status}"
+        return f"status {status} (killed by {name})"
+    return f"status {status}"
+
+
+def supervise(services: list[Service], stop: threading.Event, *, tick: float = 0.5,
+              first_delay: float = 0.5, max_delay: float = 30.0,
+              stable_after: float = 60.0) -> None:
+    """Restart dead services with exponential backoff until ``stop`` is set.
+
+    A restart launches the process and returns to watching at once; readiness is polled on later
+    ticks. (Waiting up to a minute for one service to be ready, as a blocking start would, leaves
+    the others unwatched and Ctrl-C unanswered meanwhile.) The backoff doubles from
+    ``first_delay`` up to ``max_delay`` and starts over once a service has stayed up for
+    ``stable_after`` seconds.
+    """
     watched = [Supervised(s) for s in services]
-    while not stop.wait(0.5):
+    while not stop.wait(tick):
         now = time.monotonic()
         for w in watched:
             svc = w.service
             if svc.running():
-                if now - w.started_at > 60:
+                if w.awaiting_ready and svc.ready():
+                    w.awaiting_ready = False
+                    log.info("%s is ready (pid %s)", svc.name, svc.pid)
+                if w.restarts and now - w.started_at > stable_after:
                     w.restarts = 0  # it stayed up: forget old failures
                 continue
             if w.next_start == 0.0:
                 status = svc.proc.returncode if svc.proc else None
-                delay = min(30.0, 0.5 * 2 ** w.restarts)
-                log.error("%s exited with status %s; restarting in %.1fs (log: %s)\n%s",
-                          svc.name, status, delay, svc.log_path, svc.tail(5))
+                delay = min(max_delay, first_delay * 2 ** w.restarts)
+                log.error("%s (pid %s) exited with %s; restarting in %.1fs (log: %s)\n%s",
+                          svc.name, svc.pid, describe_exit(status), delay, svc.log_path,
+                          svc.tail(5))
                 w.next_start = now + delay
             elif now >= w.next_start:
                 w.restarts += 1
                 w.next_start = 0.0
                 w.started_at = now
                 try:
-                    svc.stop(timeout=1)
-                    svc.start(timeout=60)
-                    log.info("%s restarted (pid %s)", svc.name, svc.pid)
-                except FleetError as exc:
+                    svc.stop(timeout=1)  # reaps the old process, closes its log
+                    svc.launch()
+                except (OSError, FleetError) as exc:
                     log.error("%s failed to restart: %s", svc.name, exc)
+                    continue
+                w.awaiting_ready = True
+                log.info("%s restarted (pid %s, restart %d)", svc.name, svc.pid, w.restarts)
+
+
+def simulator_service(cfg: Config, env: dict[str, str]) -> Service:
+    """The fleet simulator (``[simulate]``); its ships' accounts are provisioned beforehand."""
+    return python_service("simulate", "ship.simulate", cfg, env, lambda: True)
+
+
+def simulate_banner(cfg: Config, ships: list[str]) -> str:
+    if not ships:
+        return "Simulated fleet: off ([simulate] ships = 0)."
+    http = f"http://{cfg.http.host}:{cfg.http.port}"
+    return (f"Simulated fleet: {', '.join(ships)} (a reading every {cfg.simulate.interval}; "
+            f"log in {cfg.local.path / 'logs' / 'simulate.log'})\n"
+            f"  {http}/v1/ships/{ships[0]}/energy?start=...&end=...\n"
+            f"  .venv/bin/fleetctl fleet status     "
+            f".venv/bin/fleetctl ship status --spool "
+            f"{cfg.local.path / 'simulate' / 'spools' / (ships[0] + '.spool')}\n"
+            "  Watch: .venv/bin/fleetctl operator add me, then mosquitto_sub -h "
+            f"{cfg.mqtt.host} -p {cfg.mqtt.port} -u me -P PASSWORD -t 'fleet/#' -v")
 
 
 def main() -> int:
@@ -141,7 +193,15 @@ def main() -> int:
     cfg.local.path.mkdir(parents=True, exist_ok=True)
     accounts = Accounts(broker_dir(cfg))
     bridge_password = accounts.ensure_service(cfg.mqtt.username or "fleet-bridge", "bridge")
+    # The query service follows ship presence with the read-only "query" account (it reads the
+    # password from secrets/ itself); its read endpoints need a token: a development one.
+    if cfg.http.mqtt_username:
+        accounts.ensure_service(cfg.http.mqtt_username, "query", cfg.http.mqtt_password or None)
+    dev_token = ensure_dev_token(cfg.local.path) if cfg.http.auth == "token" else ""
     ship, ship_password = _demo_ship(cfg, accounts)
+    sim_ships = simulated_ids(cfg.simulate.prefix, cfg.simulate.ships)
+    if sim_ships:
+        provision_simulated(cfg, sim_ships, accounts)
     metrics_port = cfg.bridge.metrics_port
     if metrics_port and port_in_use(metrics_port):
         metrics_port = free_port()
@@ -152,14 +212,24 @@ def main() -> int:
     started: list[Service] = []
     try:
         for make in (influxd_service, mosquitto_service):
+            if stop.is_set():
+                return 0
             svc = make(cfg)
             log.info("starting %s", svc.name)
             started.append(svc.start(timeout=60))
         for make_py in (bridge_service, query_service):
+            if stop.is_set():
+                return 0
             svc = make_py(cfg, env)
             log.info("starting %s", svc.name)
             started.append(svc.start(timeout=60))
+        if sim_ships and not stop.is_set():
+            log.info("starting the fleet simulator (%d ships)", len(sim_ships))
+            started.append(simulator_service(cfg, env).start(timeout=10))
         print(banner(cfg, ship, ship_password, metrics_port), flush=True)
+        print(dev_token_text(f"http://{cfg.http.host}:{cfg.http.port}", dev_token,
+                             auth=cfg.http.auth), flush=True)
+        print(simulate_banner(cfg, sim_ships), flush=True)
         Path(cfg.local.path / "run").mkdir(exist_ok=True)
         supervise(started, stop)
     except FleetError as exc:
@@ -168,7 +238,7 @@ def main() -> int:
     finally:
         for svc in reversed(started):
             status = svc.stop(timeout=15)
-            log.info("%s stopped (status %s)", svc.name, status)
+            log.info("%s stopped (%s)", svc.name, describe_exit(status))
     return 0
 
 

@@ -37,6 +37,7 @@ from fleet.local import (
     mosquitto_service,
     query_service,
 )
+from fleet.tokens import TokenStore, tokens_path
 from tests.containers import docker_available, start_containers
 
 
@@ -71,6 +72,7 @@ class Stack:
     containerized: bool = False  # servers in Docker: tests that signal their processes skip
     services: list[Service] = field(default_factory=list)
     _ships: dict[str, str] = field(default_factory=dict)
+    token: str = ""  # a read API token (fleet.tokens) that http_get sends, once one is made
 
     # -- accounts -----------------------------------------------------------------------------
     def ship(self, ship_id: str | None = None) -> tuple[str, str]:
@@ -121,8 +123,10 @@ class Stack:
                  port: int | None = None) -> tuple[int, Any]:
         query = "?" + urllib.parse.urlencode(params) if params else ""
         url = f"http://127.0.0.1:{port or self.cfg.http.port}{path}{query}"
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
         try:
-            with urllib.request.urlopen(url, timeout=10) as resp:
+            with urllib.request.urlopen(urllib.request.Request(url, headers=headers),
+                                        timeout=10) as resp:
                 return resp.status, json.loads(resp.read())
         except urllib.error.HTTPError as exc:
             return exc.code, json.loads(exc.read() or b"null")
@@ -280,5 +284,9 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 def stack(servers: Stack) -> Stack:
     """Servers plus one bridge and one query service, shared by the session."""
     servers.start_bridge(client_id="fleet-bridge-main")
+    # Read endpoints need a token ([http] auth = "token"); presence needs the query account.
+    servers.token = TokenStore(tokens_path(servers.cfg.local.path)).create("tests")
+    servers.accounts.ensure_service("fleet-query", "query")
+    servers.broker.signal(signal.SIGHUP)
     servers.start_query()
     return servers

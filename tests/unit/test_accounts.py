@@ -440,3 +440,9 @@ def test_cli_help_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
     assert "ship" in out
     assert "operator" in out
     assert not re.search(r"^\s+service\b", out, re.MULTILINE)  # the hidden provisioning command
+
+
+def test_generated_passwords_never_look_like_options() -> None:
+    from fleet.accounts import generate_password
+
+    assert not any(generate_password().startswith("-") for _ in range(2000))

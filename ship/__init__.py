@@ -1,0 +1,6 @@
+"""The ship agent: spool readings locally, publish them, keep them until the bridge confirms.
+
+Modules: ``spool`` (SQLite store of unconfirmed readings), ``source`` (meter simulator, files,
+standard input), ``agent`` (MQTT, batching, acks, resends, drain), ``simulate`` (many agents in
+one process), ``fleetview`` (``fleetctl fleet status``), ``cli`` (the fleetctl commands).
+"""

@@ -1,0 +1,298 @@
+"""fleetctl commands of the ship agent: ``ship run``, ``ship status``, ``fleet status``,
+``simulate``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from dataclasses import asdict
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+from fleet.config import Config, load_config
+from fleet.errors import ConfigError
+from fleet.schema import SHIP_ID
+from fleet.timeutil import format_datetime, parse_datetime
+from ship.agent import HEARTBEAT_S, Agent
+from ship.fleetview import fleet_status, render
+from ship.simulate import FleetSimulator, provision, ship_ids
+from ship.source import LineError, LineSource, SimulatedMeter, Source, duration
+from ship.spool import Spool, open_readonly
+
+if TYPE_CHECKING:
+    from fleet.cli import CommandTree
+
+log = logging.getLogger("ship")
+
+UNITS = ("kW", "kWh", "W", "Wh", "MW", "MWh")
+
+
+def default_spool(cfg: Config, ship: str) -> Path:
+    base = Path(cfg.ship.spool_dir).expanduser() if cfg.ship.spool_dir else cfg.local.path / "ships"
+    return base / f"{ship}.spool"
+
+
+def _duration_arg(text: str) -> float:
+    try:
+        return duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _stop_on_signals() -> threading.Event:
+    stop = threading.Event()
+
+    def on_signal(_signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    return stop
+
+
+def _logging() -> None:
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+# --- ship run -------------------------------------------------------------------------------------
+
+
+def _password(args: argparse.Namespace) -> str:
+    if args.password:
+        return str(args.password)
+    if args.password_file:
+        try:
+            return Path(args.password_file).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(f"--password-file: {exc}") from None
+    env = os.environ.get("FLEET_SHIP_PASSWORD", "")
+    if env:
+        return env
+    raise ConfigError("the ship's password is needed: --password, --password-file or "
+                      "FLEET_SHIP_PASSWORD")
+
+
+def _source(args: argparse.Namespace, spool: Spool, interval_s: float) -> tuple[Source, bool]:
+    """The readings source and whether it is live (its new readings go out at once)."""
+    if args.source == "simulate":
+        resume = spool.get_meta("sim_next_us")
+        origin = spool.get_meta("sim_origin_us")
+        start = parse_datetime(args.start) if args.start else None
+        return SimulatedMeter(args.ship_id, interval_s, units=args.units, speed=args.speed,
+                              start_us=start, backfill_s=args.backfill or 0.0,
+                              duration_s=args.duration, resume_us=int(resume) if resume else None,
+                              origin_us=int(origin) if origin else None), True
+    if args.source == "-":
+        return LineSource("-", units=args.units, interval_s=interval_s), True
+    key = f"cursor:file:{Path(args.source).resolve()}"
+    done = spool.get_meta(key)
+    try:
+        return LineSource(args.source, units=args.units, interval_s=interval_s,
+                          skip_lines=int(done) if done else 0), False
+    except LineError as exc:
+        raise ConfigError(f"--source: {exc}") from None
+
+
+def _run(args: argparse.Namespace) -> int:
+    _logging()
+    cfg = load_config()
+    if not SHIP_ID.fullmatch(args.ship_id):
+        raise ConfigError(f"bad ship id {args.ship_id!r}: 1-64 characters of [A-Za-z0-9_-]")
+    password = _password(args)
+    interval_s = duration(args.interval)
+    if args.start:
+        try:
+            parse_datetime(args.start)
+        except ValueError:
+            raise ConfigError(f"--start: not an ISO 8601 time: {args.start!r}") from None
+    spool_path = Path(args.spool) if args.spool else default_spool(cfg, args.ship_id)
+    spool = Spool(spool_path, args.ship_id, max_readings=cfg.ship.spool_max_readings)
+    try:
+        source, live = _source(args, spool, interval_s)
+        agent = Agent(cfg, args.ship_id, password, spool, source, live=live)
+        log.info("ship %s: source %s, spool %s (%d readings held), broker %s:%d%s",
+                 args.ship_id, args.source, spool_path, spool.depth, cfg.mqtt.host,
+                 cfg.mqtt.client_port, " (TLS)" if cfg.mqtt.tls_ca else "")
+        try:
+            return agent.run(_stop_on_signals())
+        finally:
+            source.close()
+    finally:
+        spool.close()
+
+
+# --- ship status ----------------------------------------------------------------------------------
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def spool_status(path: Path) -> dict[str, Any]:
+    """What ``ship status`` shows, as a dict (``--json``)."""
+    with open_readonly(path) as spool:
+        st = spool.stats()
+    meta = st.meta
+    pid = int(meta.get("pid", "0") or 0)
+    running = False
+    heartbeat = meta.get("heartbeat")
+    if pid and _alive(pid) and heartbeat:
+        age = time.time() - parse_datetime(heartbeat) / 1e6
+        running = age < 3 * HEARTBEAT_S + 5
+    state = meta.get("state", "never connected")
+    return {
+        "ship": st.ship, "spool": str(path), "spool_id": st.spool_id, "depth": st.depth,
+        "unsent": st.unsent, "unconfirmed_batches": st.unconfirmed_batches,
+        "oldest_unconfirmed": _iso(st.oldest_us), "newest": _iso(st.newest_us),
+        "last_confirmed": meta.get("last_confirmed"),
+        "last_confirmed_batch": meta.get("last_confirmed_batch"),
+        "confirmed_total": int(meta.get("confirmed", 0)),
+        "connection": state if running else f"agent not running (last known: {state})",
+        "connection_since": meta.get("state_since"), "agent_pid": pid or None,
+        "agent_running": running, "heartbeat": heartbeat,
+        "dropped": st.dropped, "rejected": st.rejected, "duplicates": st.duplicates,
+    }
+
+
+def _iso(us: int | None) -> str | None:
+    return None if us is None else format_datetime(us)
+
+
+def _status(args: argparse.Namespace) -> int:
+    if args.spool:
+        path = Path(args.spool)
+    elif args.ship_id:
+        path = default_spool(load_config(), args.ship_id)
+    else:
+        raise ConfigError("give --spool PATH (or a ship id to use the default spool)")
+    info = spool_status(path)
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    since = f" since {info['connection_since']}" if info["connection_since"] else ""
+    print(f"ship             {info['ship']}  (spool {info['spool']}, id {info['spool_id']})")
+    print(f"spool depth      {info['depth']} readings unconfirmed ({info['unsent']} not sent yet,"
+          f" {info['unconfirmed_batches']} batches awaiting their ack)")
+    print(f"oldest reading   {info['oldest_unconfirmed'] or '-'}   newest {info['newest'] or '-'}")
+    print(f"last confirmed   {info['last_confirmed'] or 'never'}"
+          + (f"  batch {info['last_confirmed_batch']}" if info["last_confirmed_batch"] else ""))
+    print(f"connection       {info['connection']}{since}")
+    print(f"dropped          {info['dropped']} (spool full: oldest dropped)   refused by the "
+          f"bridge {info['rejected']}   duplicates ignored {info['duplicates']}")
+    return 0
+
+
+# --- fleet status -----------------------------------------------------------------------------------
+
+
+def _fleet_status(args: argparse.Namespace) -> int:
+    cfg = load_config()
+    views, problems = fleet_status(cfg, args.username, args.password)
+    if args.json:
+        print(json.dumps({"ships": [asdict(v) for v in views], "problems": problems}, indent=2))
+    else:
+        print(render(views))
+        for p in problems:
+            print(f"note: {p}", file=sys.stderr)
+    return 0
+
+
+# --- simulate -----------------------------------------------------------------------------------------
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    _logging()
+    cfg = load_config()
+    sc = cfg.simulate
+    n = sc.ships if args.ships is None else args.ships
+    if n < 1:
+        raise ConfigError("--ships must be at least 1")
+    interval_s = args.interval or duration(sc.interval)
+    speed = sc.speed if args.speed is None else args.speed
+    if speed < 1:
+        raise ConfigError("--speed must be at least 1")
+    backfill = args.backfill
+    if backfill is None:
+        # Accelerated with a duration: that much history, ending about now.
+        backfill = args.duration if (speed > 1 and args.duration) else 0.0
+    creds = provision(cfg, ship_ids(args.prefix or sc.prefix, n))
+    sim = FleetSimulator(cfg, creds, interval_s=interval_s, speed=speed, duration_s=args.duration,
+                         backfill_s=backfill,
+                         outage_rate=sc.outage_rate if args.outage_rate is None
+                         else args.outage_rate,
+                         spool_dir=Path(args.spool_dir) if args.spool_dir else None,
+                         seed=args.seed)
+    if args.quiet:
+        logging.getLogger().setLevel(logging.WARNING)
+    return sim.run(_stop_on_signals(), out=sys.stdout)
+
+
+def register(tree: CommandTree) -> None:
+    """``ship run``, ``ship status``, ``fleet status`` and ``simulate``."""
+    run = tree.command("ship run", _run, "run the ship agent: spool readings, publish them, "
+                       "keep them until the bridge confirms they are stored")
+    run.add_argument("ship_id", help="the ship's id (its MQTT username)")
+    run.add_argument("--password", help="the ship's broker password (write --password=P when P "
+                                        "begins with -)")
+    run.add_argument("--password-file", help="read the password from this file")
+    run.add_argument("--source", default="simulate",
+                     help="simulate (a meter simulator, the default), a file of JSON lines "
+                          '{"datetime": ..., "value": ...} or CSV (datetime,value), or - for '
+                          "standard input")
+    run.add_argument("--units", default="kW", choices=UNITS, help="units of the values")
+    run.add_argument("--interval", default="PT5M",
+                     help="interval of each reading (PT5M, 5m, 300): declared in every message")
+    run.add_argument("--spool", help="spool file (default: <[ship] spool_dir>/<id>.spool)")
+    run.add_argument("--speed", type=float, default=1.0,
+                     help="simulate: the clock runs this many times faster (backfilling history)")
+    run.add_argument("--start", help="simulate: first reading's time (ISO 8601, UTC)")
+    run.add_argument("--backfill", type=_duration_arg,
+                     help="simulate: also measure this much history before the start")
+    run.add_argument("--duration", type=_duration_arg,
+                     help="simulate: stop measuring after this much simulated time, then exit "
+                          "once everything is confirmed")
+
+    status = tree.command("ship status", _status,
+                          "a ship agent's spool: depth, oldest unconfirmed, last ack, connection")
+    status.add_argument("ship_id", nargs="?", help="read the default spool of this ship")
+    status.add_argument("--spool", help="the spool file")
+    status.add_argument("--json", action="store_true")
+
+    tree.group("fleet", "the whole fleet at a glance")
+    fs = tree.command("fleet status", _fleet_status,
+                      "every ship: presence, newest stored data and window")
+    fs.add_argument("--username", help="a broker account reading fleet/# (default: the query "
+                                       "service's or the bridge's, from the data directory)")
+    fs.add_argument("--password")
+    fs.add_argument("--json", action="store_true")
+
+    sim = tree.command("simulate", _simulate,
+                       "run N simulated ship agents with random link outages")
+    sim.add_argument("--ships", type=int, help="how many ships (default: [simulate] ships)")
+    sim.add_argument("--prefix", help="ship ids are <prefix>-1 .. <prefix>-N")
+    sim.add_argument("--interval", type=_duration_arg, help="between readings (5m, PT5M, 300)")
+    sim.add_argument("--speed", type=float, help="simulated time runs this many times faster")
+    sim.add_argument("--duration", type=_duration_arg,
+                     help="simulated time to produce; then exit once all is confirmed "
+                          "(default: run until Ctrl-C). With --speed > 1, the history ending "
+                          "now")
+    sim.add_argument("--backfill", type=_duration_arg, help="history before now, at the start")
+    sim.add_argument("--outage-rate", type=float,
+                     help="link outages per ship per simulated hour (15 min long on average)")
+    sim.add_argument("--spool-dir", help="spools (default: <data_dir>/simulate/spools)")
+    sim.add_argument("--seed", type=int, help="random seed for the outages")
+    sim.add_argument("--quiet", action="store_true", help="progress only, no agent logs")
