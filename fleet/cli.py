@@ -153,7 +153,7 @@ def _service_ensure(args: argparse.Namespace) -> int:
 
 
 def _register_accounts(tree: CommandTree) -> None:
-    tree.group("ship", "ship accounts (and, later, the ship agent)")
+    tree.group("ship", "ship accounts and the on-board ship agent")
     add = tree.command("ship add", _ship_add, "create a ship's broker account")
     add.add_argument("ship_id", help="1-64 characters of [A-Za-z0-9_-]; the MQTT username")
     add.add_argument("--password", help="use this password instead of generating one")
