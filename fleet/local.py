@@ -7,6 +7,7 @@ with the project's own configuration. Everything lives under ``[local] data_dir`
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import getpass
 import logging
 import os
@@ -160,6 +161,10 @@ class Service:
     ready: Callable[[], bool]
     env: Mapping[str, str] | None = None
     before_start: Callable[[], None] | None = None
+    # SIGTERM the child when the thread that started it dies (Linux), so a launcher killed with
+    # SIGKILL leaves no server behind. Only for a parent whose starting thread lives as long as
+    # it does (make run's main thread).
+    die_with_parent: bool = False
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     _log: IO[bytes] | None = field(default=None, repr=False)
 
@@ -187,6 +192,7 @@ class Service:
         self.proc = subprocess.Popen(
             self.argv, stdout=self._log, stderr=subprocess.STDOUT, env=env,
             stdin=subprocess.DEVNULL, start_new_session=True,
+            preexec_fn=_parent_death_signal if self.die_with_parent else None,  # noqa: PLW1509
         )
 
     def wait_ready(self, timeout: float = 30.0) -> None:
@@ -238,6 +244,13 @@ class Service:
         if self._log is not None:
             self._log.close()
             self._log = None
+
+
+def _parent_death_signal() -> None:
+    """In the child, before exec: ask Linux for SIGTERM when the parent goes (PR_SET_PDEATHSIG)."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM, 0, 0, 0)
 
 
 def tcp_ready(host: str, port: int) -> Callable[[], bool]:

@@ -210,22 +210,21 @@ def main() -> int:
     env = _env(cfg, bridge_password, metrics_port)
 
     started: list[Service] = []
+
+    def start(svc: Service, timeout: float = 60.0) -> None:
+        svc.die_with_parent = True  # even a SIGKILLed launcher leaves no server behind
+        log.info("starting %s", svc.name)
+        started.append(svc.start(timeout=timeout))
+
     try:
-        for make in (influxd_service, mosquitto_service):
+        for svc in (influxd_service(cfg), mosquitto_service(cfg), bridge_service(cfg, env),
+                    query_service(cfg, env)):
             if stop.is_set():
                 return 0
-            svc = make(cfg)
-            log.info("starting %s", svc.name)
-            started.append(svc.start(timeout=60))
-        for make_py in (bridge_service, query_service):
-            if stop.is_set():
-                return 0
-            svc = make_py(cfg, env)
-            log.info("starting %s", svc.name)
-            started.append(svc.start(timeout=60))
+            start(svc)
         if sim_ships and not stop.is_set():
             log.info("starting the fleet simulator (%d ships)", len(sim_ships))
-            started.append(simulator_service(cfg, env).start(timeout=10))
+            start(simulator_service(cfg, env), timeout=10)
         print(banner(cfg, ship, ship_password, metrics_port), flush=True)
         print(dev_token_text(f"http://{cfg.http.host}:{cfg.http.port}", dev_token,
                              auth=cfg.http.auth), flush=True)

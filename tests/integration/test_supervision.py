@@ -145,3 +145,16 @@ def test_dead_bridge_is_restarted_and_sigterm_stops_everything(launcher: Launche
     assert "received SIGTERM; stopping everything" in launcher.output
     for name in ("query", "bridge", "mosquitto", "influxd"):
         assert f"{name} stopped" in launcher.output, launcher.output
+
+
+@pytest.mark.timeout(120)
+def test_sigkilled_launcher_leaves_no_server_behind(launcher: Launcher) -> None:
+    eventually(lambda: "Fleet telemetry is running" in launcher.output
+               or launcher.proc.poll() is not None, timeout=90, interval=0.2,
+               message="launcher never printed its banner")
+    started = children(launcher.proc.pid)
+    assert len(started) == 4, started
+    launcher.proc.kill()  # no chance to clean up: the children get SIGTERM from the kernel
+    launcher.proc.wait()
+    eventually(lambda: not any(alive(pid) for pid in started), timeout=30,
+               message=f"processes left behind: {[p for p in started if alive(p)]}")
