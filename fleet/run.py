@@ -77,8 +77,9 @@ def _check_ports(cfg: Config) -> None:
                              f"{'URL' if name == 'influxdb.url' else 'PORT'}=...")
 
 
-def banner(cfg: Config, ship: str, password: str, metrics_port: int) -> str:
+def banner(cfg: Config, ship: str, password: str, metrics_port: int, token: str = "") -> str:
     http = f"http://{cfg.http.host}:{cfg.http.port}"
+    auth = f"-H 'Authorization: Bearer {token}' " if token else ""
     return f"""
 Fleet telemetry is running (data in {cfg.local.path}; logs in {cfg.local.path / 'logs'}).
   MQTT broker     mqtt://{cfg.mqtt.host}:{cfg.mqtt.port}
@@ -90,7 +91,7 @@ Demo ship: id {ship}, password {password}
     -t fleet/ships/{ship}/readings \\
     -m '{{"units": "kWh", "data": [{{"datetime": "2018-08-24T00:00:00Z", "value": 12}}, \
 {{"datetime": "2018-08-24T01:00:00Z", "value": 26}}, {{"datetime": "2018-08-24T02:00:00Z", "value": 18}}]}}'
-  curl '{http}/data?spaceship_id={ship}&start=2018-08-24T00:00:00Z&end=2018-08-25T00:00:00Z'
+  curl {auth}'{http}/data?spaceship_id={ship}&start=2018-08-24T00:00:00Z&end=2018-08-25T00:00:00Z'
 Add ships with: .venv/bin/fleetctl ship add <id>     Press Ctrl-C to stop everything.
 """
 
@@ -225,7 +226,7 @@ def main() -> int:
         if sim_ships and not stop.is_set():
             log.info("starting the fleet simulator (%d ships)", len(sim_ships))
             start(simulator_service(cfg, env), timeout=10)
-        print(banner(cfg, ship, ship_password, metrics_port), flush=True)
+        print(banner(cfg, ship, ship_password, metrics_port, dev_token), flush=True)
         print(dev_token_text(f"http://{cfg.http.host}:{cfg.http.port}", dev_token,
                              auth=cfg.http.auth), flush=True)
         print(simulate_banner(cfg, sim_ships), flush=True)
