@@ -500,12 +500,21 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3, help="repetitions of each measurement")
     parser.add_argument("--outage", type=float, default=60.0, help="InfluxDB outage, seconds")
     parser.add_argument("--out", type=Path, default=HERE / "results.md")
+    parser.add_argument("--only", choices=("query",),
+                        help="run only the query measurements and print their table "
+                             "(results.md is left alone)")
     args = parser.parse_args()
     started = time.time()
     root = Path(tempfile.mkdtemp(prefix="fleet-bench-"))
     b = start(root)
     res: dict[str, Any] = {}
     try:
+        if args.only == "query":
+            b.start_query()
+            res = run_queries(b, args.runs)
+            print("\n".join(query_table(res)))
+            log(f"queries only, {time.time() - started:.0f}s")
+            return 0
         res = run_all(b, args.runs, args.outage)
     finally:
         b.stop()
@@ -556,6 +565,18 @@ def run_all(b: Bench, runs: int, outage_s: float) -> dict[str, Any]:
         ingest[n].values, [x * n for x in ceil_broker[n].values], ceil_influx[n].values,
         strict=True)]) for n in (1, 12)}
 
+    r.update(run_queries(b, runs))
+
+    log(f"bridge memory through a {outage_s:.0f}-second InfluxDB outage")
+    samples = outage(b, next(bases), outage_s)
+    r["outage"] = samples
+    r["outage_s"] = outage_s
+    return r
+
+
+def run_queries(b: Bench, runs: int) -> dict[str, Any]:
+    """The query measurements (the query service must be running)."""
+    r: dict[str, Any] = {}
     log("queries")
     preload_queries(b)
     cases = query_cases(b)
@@ -583,11 +604,6 @@ def run_all(b: Bench, runs: int, outage_s: float) -> dict[str, Any]:
             figs["influx_rps"].add(rps)
         qres[case.name] = figs
     r["queries"] = qres
-
-    log(f"bridge memory through a {outage_s:.0f}-second InfluxDB outage")
-    samples = outage(b, next(bases), outage_s)
-    r["outage"] = samples
-    r["outage_s"] = outage_s
     return r
 
 
@@ -630,6 +646,32 @@ def report(r: dict[str, Any]) -> str:
         f"| 1 reading per message (28,800 messages) | {r['backlog'][1].fmt(' s', 2)} | "
         f"< {TARGET_BACKLOG_S:.0f} s |",
         "",
+    ]
+    lines += query_table(r)
+    samples = r["outage"]
+    during = [k for t, k in samples if 0 <= t <= r["outage_s"]]
+    settle = [k for t, k in samples if 10 <= t <= r["outage_s"]]
+    lines += [
+        "",
+        "## Bridge memory (RSS)",
+        "",
+        "| condition | RSS |",
+        "| --- | --- |",
+        f"| start of the load runs | {r['load_rss_start'] / 1024:.1f} MiB |",
+        f"| peak under full load (ingest, latency, backlog runs) | "
+        f"{r['load_rss_peak'] / 1024:.1f} MiB |",
+        f"| {r['outage_s']:.0f}-second InfluxDB outage at 2,000 msgs/s: at 10 s / peak / end | "
+        f"{(settle[0] if settle else 0) / 1024:.1f} / {max(during, default=0) / 1024:.1f} / "
+        f"{(during[-1] if during else 0) / 1024:.1f} MiB |",
+        f"| growth from 10 s into the outage to its peak (target: within 20%) | "
+        f"{(max(settle) / settle[0] - 1) * 100 if settle else float('nan'):+.1f}% |",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def query_table(r: dict[str, Any]) -> list[str]:
+    lines = [
         "## Queries (15-minute series; 16 concurrent clients unless noted)",
         "",
         "| query | HTTP, 1 client p50 / p99 | InfluxDB, 1 client p50 / p99 | HTTP p50 / p99 "
@@ -652,26 +694,7 @@ def report(r: dict[str, Any]) -> str:
         lines.append("")
         lines.append("GET /v1/fleet/energy did not answer 200 in this run: fleet totals were "
                      "measured through InfluxQL only.")
-    samples = r["outage"]
-    during = [k for t, k in samples if 0 <= t <= r["outage_s"]]
-    settle = [k for t, k in samples if 10 <= t <= r["outage_s"]]
-    lines += [
-        "",
-        "## Bridge memory (RSS)",
-        "",
-        "| condition | RSS |",
-        "| --- | --- |",
-        f"| start of the load runs | {r['load_rss_start'] / 1024:.1f} MiB |",
-        f"| peak under full load (ingest, latency, backlog runs) | "
-        f"{r['load_rss_peak'] / 1024:.1f} MiB |",
-        f"| {r['outage_s']:.0f}-second InfluxDB outage at 2,000 msgs/s: at 10 s / peak / end | "
-        f"{(settle[0] if settle else 0) / 1024:.1f} / {max(during, default=0) / 1024:.1f} / "
-        f"{(during[-1] if during else 0) / 1024:.1f} MiB |",
-        f"| growth from 10 s into the outage to its peak (target: within 20%) | "
-        f"{(max(settle) / settle[0] - 1) * 100 if settle else float('nan'):+.1f}% |",
-        "",
-    ]
-    return "\n".join(lines)
+    return lines
 
 
 def chart(r: dict[str, Any], path: Path) -> None:

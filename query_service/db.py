@@ -9,13 +9,14 @@ start), so a missing database or retention policy means "nothing stored yet", no
 
 from __future__ import annotations
 
-import json
+import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import aiohttp
+import orjson
 from yarl import URL
 
 from fleet.config import InfluxConfig
@@ -37,6 +38,8 @@ _MISSING = ("database not found", "retention policy not found")
 
 Observer = Callable[[str, float], None]
 
+_WINDOW_COLUMNS = ("time", "kwh", "seconds")
+
 
 class DatabaseMissingError(StoreError):
     """The configured database or retention policy does not exist (yet): nothing was stored."""
@@ -52,9 +55,12 @@ class Series:
     tags: dict[str, str]
 
 
-@dataclass(frozen=True, slots=True)
-class WindowRow:
-    """One ``GROUP BY time`` bucket holding data: its start, summed kWh and summed seconds."""
+class WindowRow(NamedTuple):
+    """One ``GROUP BY time`` bucket holding data: its start, summed kWh and summed seconds.
+
+    A named tuple rather than a frozen dataclass: a year of 15-minute windows is 35,040 of them
+    per request, and a tuple is built in half the time (it is just as immutable).
+    """
 
     start_us: int
     kwh: float
@@ -96,8 +102,12 @@ class InfluxClient:
             auth=auth,
             timeout=aiohttp.ClientTimeout(total=config.timeout),
             connector=aiohttp.TCPConnector(limit=100, keepalive_timeout=30),
-            # InfluxDB's JSON is read by json.loads below; no cookies are involved.
+            # InfluxDB's JSON is read by orjson below; no cookies are involved.
             cookie_jar=aiohttp.DummyCookieJar(),
+            # Uncompressed answers: InfluxDB's gzip costs it more CPU (the scarce resource next to
+            # it) than the bytes cost the wire on loopback or a LAN (a year of 15-minute windows
+            # is 0.9 MB; gzip made the 1-day query 0.2-0.3 ms slower end to end).
+            headers={"Accept-Encoding": "identity"},
         )
 
     @property
@@ -156,12 +166,9 @@ class InfluxClient:
             return []
         rows: list[WindowRow] = []
         for series in result:
-            t, k, s = (_column(series, name) for name in ("time", "kwh", "seconds"))
-            for value in series.values:
-                if value[k] is None:
-                    continue
-                rows.append(WindowRow(int(value[t]), float(value[k]), float(value[s] or 0.0)))
-        rows.sort(key=lambda row: row.start_us)
+            rows.extend(_window_rows(series))
+        if len(result) > 1:  # one series comes in time order already
+            rows.sort(key=_start)
         return rows
 
     async def ship_known(self, ship: str) -> bool:
@@ -223,34 +230,45 @@ class InfluxClient:
         )
         out: dict[str, list[WindowRow]] = {}
         for series in await self._query_or_empty(statement, "windows_by_ship"):
-            t, k, s = (_column(series, name) for name in ("time", "kwh", "seconds"))
-            rows = out.setdefault(series.tags.get(TAG_SHIP, ""), [])
-            rows.extend(WindowRow(int(v[t]), float(v[k]), float(v[s] or 0.0))
-                        for v in series.values if v[k] is not None)
+            out.setdefault(series.tags.get(TAG_SHIP, ""), []).extend(_window_rows(series))
         for rows in out.values():
-            rows.sort(key=lambda row: row.start_us)
+            rows.sort(key=_start)
         return out
 
     async def fleet_windows(self, start_us: int, end_us: int, every: str) -> list[FleetRow]:
         """Per window of ``every``: the fleet's kWh, covered seconds and ships with data.
 
-        One InfluxQL subquery: the inner query sums each ship's parts per window, the outer one
-        sums those and counts the ships, so only one row per window leaves the database.
+        Two statements, sent at once on two connections: the window sums straight from the
+        parts (the plain ``GROUP BY time`` query), and the ships per window from a subquery that
+        only counts each ship's parts. One subquery doing both (inner sums per ship, outer sums
+        and count) costs InfluxDB 1.x about four times as long, nearly all of it in the inner
+        query's two sums per ship and window. The totals are the same sums, added in another
+        order. A window appears only when both answers hold it (a point landing between the two
+        reads can make them differ for a moment).
         """
         where = f"time >= {start_us}u AND time < {end_us}u"
-        statement = (
-            f"SELECT sum(kwh) AS kwh, sum(seconds) AS seconds, count(kwh) AS ships FROM ("
-            f"SELECT sum({quote_ident(FIELD_KWH)}) AS kwh, "
-            f"sum({quote_ident(FIELD_SECONDS)}) AS seconds FROM {self._source()} WHERE {where} "
+        sums = window_query(self._database, self._retention_policy, None, start_us, end_us, every)
+        ships = (
+            f"SELECT count(n) AS ships FROM ("
+            f"SELECT count({quote_ident(FIELD_KWH)}) AS n FROM {self._source()} WHERE {where} "
             f"GROUP BY time({every}), {quote_ident(TAG_SHIP)} fill(none)"
             f") WHERE {where} GROUP BY time({every}) fill(none)"
         )
+        sum_result, ship_result = await asyncio.gather(
+            self._query_or_empty(sums, "fleet_windows"),
+            self._query_or_empty(ships, "fleet_ships"))
+        counts: dict[int, int] = {}
+        for series in ship_result:
+            t, n = _column(series, "time"), _column(series, "ships")
+            counts.update((int(v[t]), int(v[n])) for v in series.values if v[n])
         rows: list[FleetRow] = []
-        for series in await self._query_or_empty(statement, "fleet_windows"):
-            t, k, s, n = (_column(series, c) for c in ("time", "kwh", "seconds", "ships"))
-            rows.extend(FleetRow(int(v[t]), float(v[k]), float(v[s] or 0.0), int(v[n]))
-                        for v in series.values if v[k] is not None and v[n])
-        rows.sort(key=lambda row: row.start_us)
+        for series in sum_result:
+            for start, kwh, seconds in _window_rows(series):
+                found = counts.get(start)
+                if found:
+                    rows.append(FleetRow(start, kwh, seconds, found))
+        if len(sum_result) > 1:
+            rows.sort(key=lambda row: row.start_us)
         return rows
 
     async def totals(self, start_us: int, end_us: int) -> dict[str, tuple[float, float]]:
@@ -286,6 +304,21 @@ class InfluxClient:
         return f"InfluxDB at {self._display_url} is unreachable: {detail}"
 
 
+def _start(row: WindowRow) -> int:
+    return row.start_us
+
+
+def _window_rows(series: Series) -> list[WindowRow]:
+    """The rows of a ``sum(kwh) AS kwh, sum(seconds) AS seconds`` series holding data."""
+    columns = series.columns
+    if columns == _WINDOW_COLUMNS:  # what our statements ask for: no index lookups per row
+        return [WindowRow(int(t), float(k), float(s or 0.0))
+                for t, k, s in series.values if k is not None]
+    t, k, s = (_column(series, name) for name in _WINDOW_COLUMNS)
+    return [WindowRow(int(v[t]), float(v[k]), float(v[s] or 0.0))
+            for v in series.values if v[k] is not None]
+
+
 def _column(series: Series, name: str) -> int:
     try:
         return series.columns.index(name)
@@ -299,8 +332,8 @@ def _series(status: int, body: bytes, retry_after: str | None) -> list[Series]:
         raise StoreUnavailableError(f"InfluxDB answered HTTP {status}",
                                     retry_after=_seconds(retry_after))
     try:
-        doc = json.loads(body)
-    except ValueError:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError:
         doc = None
     if not isinstance(doc, dict):
         raise StoreError(f"InfluxDB answered HTTP {status} without a JSON object")

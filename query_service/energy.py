@@ -83,9 +83,14 @@ def required(params: Mapping[str, str], name: str) -> str:
     return value
 
 
-def _choice(params: Mapping[str, str], name: str, choices: Iterable[str], default: str) -> str:
+def choice(params: Mapping[str, str], name: str, choices: Iterable[str], default: str) -> str:
+    """An optional parameter from a fixed set, or ParameterError naming it.
+
+    Absent means the default; present but empty (``label=``) is an error like any other value
+    outside the set, as the OpenAPI document says.
+    """
     value = params.get(name)
-    if value is None or value == "":
+    if value is None:
         return default
     allowed = tuple(choices)
     if value not in allowed:
@@ -140,9 +145,9 @@ def parse_range(params: Mapping[str, str], max_windows: int, *, ship: str = "",
     end_us = _timestamp(params, "end")
     every, label, fill = "15m", "start", "none"
     if options:
-        every = _choice(params, "every", EVERY_SECONDS, every)
-        label = _choice(params, "label", LABELS, label)
-        fill = _choice(params, "fill", FILLS, fill)
+        every = choice(params, "every", EVERY_SECONDS, every)
+        label = choice(params, "label", LABELS, label)
+        fill = choice(params, "fill", FILLS, fill)
     if start_us >= end_us:
         raise ParameterError("start", "start must be before end")
     query = EnergyQuery(ship, start_us, end_us, every, label, fill)
@@ -164,15 +169,10 @@ def parse_range(params: Mapping[str, str], max_windows: int, *, ship: str = "",
     return query
 
 
-def choice(params: Mapping[str, str], name: str, choices: Iterable[str], default: str) -> str:
-    """An optional parameter from a fixed set, or ParameterError naming it."""
-    return _choice(params, name, choices, default)
-
-
 def integer(params: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
     """An optional integer parameter in [low, high], or ParameterError naming it."""
     text = params.get(name)
-    if text is None or text == "":
+    if text is None:  # absent; an empty value is refused below like any other bad one
         return default
     if not (text.isascii() and text.isdigit()) or not low <= int(text) <= high:
         raise ParameterError(name, f"{name} must be an integer from {low} to {high}; "
@@ -183,7 +183,7 @@ def integer(params: Mapping[str, str], name: str, default: int, low: int, high: 
 def number(params: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
     """An optional decimal parameter in [low, high], or ParameterError naming it."""
     text = params.get(name)
-    if text is None or text == "":
+    if text is None:  # absent; an empty value is refused below like any other bad one
         return default
     try:
         value = float(text)

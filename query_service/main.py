@@ -24,7 +24,12 @@ from fleet.tokens import TokenVerifier, tokens_path
 from query_service.auth import auth_middleware
 from query_service.db import InfluxClient
 from query_service.metrics import Metrics
-from query_service.middlewares import error_middleware, metrics_middleware
+from query_service.middlewares import (
+    error_middleware,
+    metrics_middleware,
+    query_parameters_middleware,
+)
+from query_service.openapi import query_parameters
 from query_service.presence import PresenceTracker
 from query_service.routes import setup_routes
 from query_service.typedefs import CONFIG, INFLUX, METRICS, PRESENCE, TOKENS
@@ -65,7 +70,9 @@ def create_app(config: Config) -> web.Application:
     and close at cleanup."""
     # The metrics middleware is outermost, so it counts the JSON errors the others make; the
     # auth middleware is innermost, so its 401 is counted too.
-    app = web.Application(middlewares=[metrics_middleware, error_middleware, auth_middleware],
+    # Unknown query parameters are refused after authentication, so a 401 reveals nothing.
+    app = web.Application(middlewares=[metrics_middleware, error_middleware, auth_middleware,
+                                       query_parameters_middleware(query_parameters())],
                           client_max_size=config.ingest.max_payload_bytes)
     app[CONFIG] = config
     app[METRICS] = Metrics()

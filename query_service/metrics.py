@@ -8,6 +8,7 @@ all workers through prometheus_client's multiprocess mode.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -38,13 +39,28 @@ class Metrics:
             "fleet_query_influxdb_query_duration_seconds",
             "Round trip of one InfluxDB /query, by kind of query.",
             ("query",), buckets=_BUCKETS, registry=self.registry)
+        # labels() takes a lock and builds a key on every call; the children never change, so
+        # each is looked up once (the label sets are small: routes, methods, statuses, kinds).
+        self._counted: dict[tuple[str, str, int], Any] = {}
+        self._timed: dict[str, Any] = {}
+        self._influx_timed: dict[str, Any] = {}
 
     def observe_influx(self, kind: str, seconds: float) -> None:
-        self.influx_seconds.labels(kind).observe(seconds)
+        child = self._influx_timed.get(kind)
+        if child is None:
+            child = self._influx_timed[kind] = self.influx_seconds.labels(kind)
+        child.observe(seconds)
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
-        self.requests.labels(route, method, str(status)).inc()
-        self.request_seconds.labels(route).observe(seconds)
+        counter = self._counted.get((route, method, status))
+        if counter is None:
+            counter = self._counted[route, method, status] = self.requests.labels(
+                route, method, str(status))
+        counter.inc()
+        timer = self._timed.get(route)
+        if timer is None:
+            timer = self._timed[route] = self.request_seconds.labels(route)
+        timer.observe(seconds)
 
     def exposition(self) -> bytes:
         """The text format of this registry, or of every worker's in multiprocess mode."""

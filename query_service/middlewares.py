@@ -6,9 +6,10 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import Mapping
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
+from aiohttp.typedefs import Handler, Middleware
 
 from fleet.errors import StoreError, StoreUnavailableError
 from query_service.energy import ParameterError, ShipNotFoundError
@@ -81,3 +82,26 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except StoreError as exc:
         log.error("InfluxDB query failed: %s", exc)
         return json_error(502, "the database could not answer the query")
+
+
+def query_parameters_middleware(allowed: Mapping[tuple[str, str], frozenset[str]]) -> Middleware:
+    """Refuse query parameters an endpoint does not take (400 naming them).
+
+    ``allowed`` maps (route pattern, method) to parameter names, taken from the OpenAPI
+    document, so the two cannot drift apart. A typo such as ``evry=1h`` would otherwise be
+    ignored silently and answer with 15-minute windows.
+    """
+
+    @web.middleware
+    async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
+        resource = request.match_info.route.resource
+        names = allowed.get((resource.canonical, request.method)) if resource else None
+        if names is not None:
+            unknown = sorted(set(request.query) - names)
+            if unknown:
+                takes = ", ".join(sorted(names)) or "no parameters"
+                raise ParameterError(unknown[0], f"unknown parameter {unknown[0]!r}: "
+                                                 f"{_path(request)} takes {takes}")
+        return await handler(request)
+
+    return check

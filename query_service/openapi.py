@@ -272,3 +272,16 @@ _SPEC: dict[str, Any] = {
 def spec() -> dict[str, Any]:
     """A copy of the document (callers may not change the module's)."""
     return copy.deepcopy(_SPEC)
+
+
+def query_parameters() -> dict[tuple[str, str], frozenset[str]]:
+    """(path, METHOD) -> the query parameters the document lists, for every operation but the
+    dashboard page (browsers and bookmarks add their own)."""
+    out: dict[tuple[str, str], frozenset[str]] = {}
+    for path, operations in spec()["paths"].items():
+        if path == "/":
+            continue
+        for method, operation in operations.items():
+            out[(path, method.upper())] = frozenset(
+                p["name"] for p in operation.get("parameters", []) if p["in"] == "query")
+    return out

@@ -12,7 +12,7 @@ from aiohttp import web
 from fleet.config import MqttConfig
 from fleet.errors import StoreError
 from fleet.schema import EVERY_SECONDS
-from fleet.timeutil import US, WINDOW_US, floor_to, format_datetime
+from fleet.timeutil import US, WINDOW_US, floor_to
 from query_service import analysis
 from query_service.db import InfluxClient, WindowRow
 from query_service.energy import (
@@ -22,7 +22,6 @@ from query_service.energy import (
     MIN_US,
     EnergyQuery,
     ShipNotFoundError,
-    Window,
     assemble,
     choice,
     integer,
@@ -37,6 +36,7 @@ from query_service.health import BrokerUnavailableError, probe_broker
 from query_service.metrics import CONTENT_TYPE
 from query_service.openapi import spec
 from query_service.render import json_response, respond
+from query_service.timefmt import iso
 from query_service.typedefs import CONFIG, INFLUX, METRICS, PRESENCE
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -48,15 +48,7 @@ def _json(body: Any, status: int = 200) -> web.Response:
 
 
 def _time(us: int | None) -> str | None:
-    return None if us is None else format_datetime(us)
-
-
-async def _windows(influx: InfluxClient, query: EnergyQuery) -> list[Window]:
-    rows = await influx.windows(query.ship, query.start_us, query.end_us, query.every)
-    # Only an empty answer needs the second round trip: data proves the ship exists.
-    if not rows and not await influx.ship_known(query.ship):
-        raise ShipNotFoundError(query.ship)
-    return assemble(query, rows)
+    return None if us is None else iso(us)
 
 
 async def data(request: web.Request) -> web.Response:
@@ -64,8 +56,10 @@ async def data(request: web.Request) -> web.Response:
     max_windows = request.app[CONFIG].http.max_windows
     ship = required(request.query, "spaceship_id")
     query = parse_query(ship, "spaceship_id", request.query, max_windows, options=False)
-    windows = await _windows(request.app[INFLUX], query)
-    data = [{"datetime": format_datetime(w.start_us), "value": w.kwh} for w in windows]
+    rows = await _ship_rows(request.app[INFLUX], query.ship, query.start_us, query.end_us,
+                            query.every)
+    # /data is always fill=none: the stored windows as they are, no assemble() needed.
+    data = [{"datetime": iso(r.start_us), "value": r.kwh} for r in rows]
     body = {"spaceship_id": public_ship_id(query.ship), "units": "kWh", "data": data}
     return respond(request, body, ("datetime", "value"), data, f"data-{query.ship}")
 
@@ -74,21 +68,28 @@ async def ship_energy(request: web.Request) -> web.Response:
     """``GET /v1/ships/{id}/energy?start=&end=&every=&label=&fill=``."""
     max_windows = request.app[CONFIG].http.max_windows
     query = parse_query(request.match_info["id"], "id", request.query, max_windows)
-    windows = await _windows(request.app[INFLUX], query)
-    rows = _window_dicts(query, windows)
+    stored = await _ship_rows(request.app[INFLUX], query.ship, query.start_us, query.end_us,
+                              query.every)
+    rows = _window_dicts(query, stored)
     body = {"ship": query.ship, "unit": "kWh", **_head(query), "windows": rows}
     return respond(request, body, ("time", "kwh", "coverage"), rows, f"energy-{query.ship}")
 
 
 def _head(query: EnergyQuery) -> dict[str, Any]:
-    return {"every": query.every, "label": query.label, "start": format_datetime(query.start_us),
-            "end": format_datetime(query.end_us)}
+    return {"every": query.every, "label": query.label, "start": iso(query.start_us),
+            "end": iso(query.end_us)}
 
 
-def _window_dicts(query: EnergyQuery, windows: list[Window]) -> list[dict[str, Any]]:
+def _window_dicts(query: EnergyQuery, rows: list[WindowRow]) -> list[dict[str, Any]]:
+    """The response's windows from the stored ones (see :func:`assemble`)."""
     shift = query.step_us if query.label == "end" else 0
-    return [{"time": format_datetime(w.start_us + shift), "kwh": w.kwh, "coverage": w.coverage}
-            for w in windows]
+    if query.fill == "none":
+        # What assemble() gives, without a Window per row: a year of 15m is 35,040 rows.
+        window_s = float(EVERY_SECONDS[query.every])
+        return [{"time": iso(r.start_us + shift), "kwh": r.kwh, "coverage": r.seconds / window_s}
+                for r in rows]
+    return [{"time": iso(w.start_us + shift), "kwh": w.kwh, "coverage": w.coverage}
+            for w in assemble(query, rows)]
 
 
 async def ships(request: web.Request) -> web.Response:
@@ -121,8 +122,7 @@ async def ships(request: web.Request) -> web.Response:
     body: dict[str, Any] = {"ships": rows}
     columns = ["ship", "presence", "presence_since", "last_reading", "last_window"]
     if query is not None:
-        body = {"start": format_datetime(query.start_us), "end": format_datetime(query.end_us),
-                **body}
+        body = {"start": iso(query.start_us), "end": iso(query.end_us), **body}
         columns.append("kwh")
     return respond(request, body, columns, rows, "ships")
 
@@ -141,10 +141,10 @@ async def fleet_energy(request: web.Request) -> web.Response:
     for t in starts:
         r = by_start.get(t)
         if r is None:
-            out.append({"time": format_datetime(t + shift), "kwh": empty, "ships": 0,
+            out.append({"time": iso(t + shift), "kwh": empty, "ships": 0,
                         "mean_kwh": empty, "coverage": 0.0})
         else:
-            out.append({"time": format_datetime(t + shift), "kwh": r.kwh, "ships": r.ships,
+            out.append({"time": iso(t + shift), "kwh": r.kwh, "ships": r.ships,
                         "mean_kwh": r.kwh / r.ships,
                         "coverage": r.seconds / (window_s * r.ships)})
     body = {**_head(query), "fill": query.fill, "unit": "kWh", "windows": out}
@@ -174,8 +174,7 @@ async def fleet_top(request: web.Request) -> web.Response:
         for row in out:
             ship_query = EnergyQuery(row["ship"], query.start_us, query.end_us, query.every,
                                      query.label, query.fill)
-            row["windows"] = _window_dicts(ship_query,
-                                           assemble(ship_query, by_ship.get(row["ship"], [])))
+            row["windows"] = _window_dicts(ship_query, by_ship.get(row["ship"], []))
     body = {**_head(query), "count": count, "unit": "kWh", "ships": out}
     return respond(request, body, ("rank", "ship", "kwh", "coverage"), out, "fleet-top")
 
@@ -183,6 +182,7 @@ async def fleet_top(request: web.Request) -> web.Response:
 async def _ship_rows(influx: InfluxClient, ship: str, start_us: int, end_us: int,
                      every: str) -> list[WindowRow]:
     rows = await influx.windows(ship, start_us, end_us, every)
+    # Only an empty answer needs the second round trip: data proves the ship exists.
     if not rows and not await influx.ship_known(ship):
         raise ShipNotFoundError(ship)
     return rows
@@ -194,7 +194,7 @@ async def ship_gaps(request: web.Request) -> web.Response:
     query = parse_range(request.query, request.app[CONFIG].http.max_windows, ship=ship)
     rows = await _ship_rows(request.app[INFLUX], ship, query.start_us, query.end_us, query.every)
     spans = analysis.gaps(rows, query.start_us, query.end_us, query.step_us)
-    out = [{"start": format_datetime(g.start_us), "end": format_datetime(g.end_us),
+    out = [{"start": iso(g.start_us), "end": iso(g.end_us),
             "windows": g.windows, "missing": g.missing, "partial": g.partial,
             "coverage": g.coverage} for g in spans]
     range_s = (query.end_us - query.start_us) / US
@@ -219,7 +219,7 @@ async def ship_anomalies(request: web.Request) -> web.Response:
     found = analysis.anomalies(rows, query.start_us, query.end_us, query.step_us,
                                float(EVERY_SECONDS[every]), history, threshold)
     shift = query.step_us if query.label == "end" else 0
-    out = [{"time": format_datetime(a.start_us + shift), "kwh": a.kwh, "median": a.median,
+    out = [{"time": iso(a.start_us + shift), "kwh": a.kwh, "median": a.median,
             "scale": a.scale, "score": a.score, "direction": "high" if a.score > 0 else "low"}
            for a in found]
     body = {**_head(query), "ship": ship, "unit": "kWh",

@@ -255,3 +255,13 @@ def test_bridge_metrics_count_rejections(stack: Stack) -> None:
         return 0.0
 
     assert eventually(negative_count) >= 1
+
+
+def test_unknown_parameter_is_a_400_naming_it(stack: Stack) -> None:
+    ship, _, _ = send(stack, {"units": "kWh", "data": readings(4, 15, [1])})
+    status, body = stack.http_get(f"/v1/ships/{ship}/energy", {**DAY, "evry": "1h"})
+    assert status == 400
+    assert "'evry'" in body["error"]
+    status, body = stack.http_get(f"/v1/ships/{ship}/energy", {**DAY, "label": ""})
+    assert status == 400
+    assert "label" in body["error"]
