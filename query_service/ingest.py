@@ -63,7 +63,7 @@ async def post_data(request: web.Request) -> web.Response:
     if invalid is not None or (result is not None and not result.accepted):
         # Authenticate without publishing: the same CONNECT, an empty publish is not sent.
         try:
-            await publish_as(mqtt.host, mqtt.port, ship, password, "", b"", tls_ca=mqtt.tls_ca,
+            await publish_as(mqtt.host, mqtt.client_port, ship, password, "", b"", tls_ca=mqtt.tls_ca,
                              check_only=True)
         except PublishError as exc:
             return _publish_failure(exc, ship)
@@ -76,7 +76,7 @@ async def post_data(request: web.Request) -> web.Response:
         return _refused(reasons, f"payload refused: all {len(reasons)} readings are invalid")
     assert result is not None
     try:
-        await publish_as(mqtt.host, mqtt.port, ship, password, topic, body, tls_ca=mqtt.tls_ca)
+        await publish_as(mqtt.host, mqtt.client_port, ship, password, topic, body, tls_ca=mqtt.tls_ca)
     except PublishError as exc:
         return _publish_failure(exc, ship)
     answer: dict[str, Any] = {

@@ -25,6 +25,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from fleet.config import Config
 from fleet.schema import SHIP_ID
 from fleet.timeutil import US, format_datetime, parse_datetime
+from fleet.tls import configure_client
 
 log = logging.getLogger(__name__)
 
@@ -120,12 +121,11 @@ class PresenceTracker:
                              client_id=f"fleet-query-{uuid.uuid4().hex[:8]}",
                              protocol=MQTTProtocolVersion.MQTTv5)
         client.username_pw_set(config.http.mqtt_username, password)
-        if config.mqtt.tls_ca:
-            client.tls_set(ca_certs=config.mqtt.tls_ca)
+        configure_client(client, config)  # TLS (and a client certificate) when configured
         client.on_connect = self._on_connect
         client.on_message = self._on_message
         client.reconnect_delay_set(1, 30)
-        client.connect_async(config.mqtt.host, config.mqtt.port, keepalive=config.mqtt.keepalive)
+        client.connect_async(config.mqtt.host, config.mqtt.client_port, keepalive=config.mqtt.keepalive)
         client.loop_start()
         self._client = client
         self.enabled = True

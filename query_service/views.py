@@ -251,7 +251,7 @@ async def _influx_state(influx: InfluxClient) -> str:
 
 async def _broker_state(mqtt: MqttConfig) -> str:
     try:
-        await probe_broker(mqtt.host, mqtt.port, tls_ca=mqtt.tls_ca)
+        await probe_broker(mqtt.host, mqtt.client_port, tls_ca=mqtt.tls_ca)
     except BrokerUnavailableError as exc:
         return f"unavailable: {exc}"
     return "ok"

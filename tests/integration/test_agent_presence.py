@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import ssl
@@ -16,6 +17,7 @@ from fleet.accounts import Accounts
 from fleet.config import load_config
 from fleet.local import broker_dir, free_port, mosquitto_service
 from fleet.tls import client_cert, init
+from query_service.health import probe_broker
 from ship.spool import open_readonly
 from tests.conftest import MqttSession, Stack, eventually, unique_ship
 from tests.integration.agent_helpers import (
@@ -179,6 +181,11 @@ def test_agent_over_tls_and_a_client_without_the_ca_is_refused(tmp_path: Path) -
         with socket.create_connection(("127.0.0.1", cfg.mqtt.tls_port), timeout=5) as raw, \
                 pytest.raises(ssl.SSLCertVerificationError):
             context.wrap_socket(raw, server_hostname="localhost").close()
+        # The query service's broker probe (/healthz) goes to the TLS listener when TLS is on.
+        tls_cfg = load_config(env={**env, **tls_env})
+        assert tls_cfg.mqtt.client_port == cfg.mqtt.tls_port
+        asyncio.run(probe_broker(tls_cfg.mqtt.host, tls_cfg.mqtt.client_port,
+                                 tls_ca=tls_cfg.mqtt.tls_ca))
         # And plain MQTT to the TLS port gets no CONNACK.
         plain = MqttSession("127.0.0.1", cfg.mqtt.tls_port, "tls-op", operator, connect=False,
                             timeout=2)
