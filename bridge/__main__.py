@@ -68,7 +68,7 @@ def run(cfg: Config) -> int:
     writer.start()
     bridge.start()
     log.info("bridge %s started: mqtt %s:%d -> influxdb %s db=%s", cfg.bridge.client_id,
-             cfg.mqtt.host, cfg.mqtt.port, cfg.influxdb.url, cfg.influxdb.database)
+             cfg.mqtt.host, cfg.mqtt.client_port, cfg.influxdb.url, cfg.influxdb.database)
     while not stop.wait(1.0):
         if not writer.is_alive():
             log.error("the writer thread died; exiting so a supervisor restarts the bridge")

@@ -127,63 +127,83 @@ class Batcher:
                 self.sink.stored(batch)
 
     def _write(self, batch: list[Pending]) -> bool:
-        """Write until stored; split on 413, bisect on the data's fault. False if abandoned."""
-        body = "\n".join(item.body for item in batch).encode()
-        npoints = sum(item.npoints for item in batch)
+        """Write until stored (True). On the data's fault, bisect to the messages concerned and
+        refuse those; on 413, split. Parts stored or refused on the way are handed to the sink
+        here, and False returned, as when the write is abandoned at shutdown."""
+        try:
+            self._put("\n".join(item.body for item in batch), sum(i.npoints for i in batch))
+            return True
+        except _AbandonedError:
+            return False
+        except StoreTooLargeError:
+            self.metrics.write_errors.labels("too_large").inc()
+            if len(batch) == 1:
+                return self._write_in_pieces(batch[0])
+        except StoreRejectedError as exc:
+            self.metrics.write_errors.labels("rejected").inc()
+            if len(batch) == 1:
+                log.error("InfluxDB refused the data of one message from %s: %s",
+                          batch[0].ship, exc)
+                self.sink.refused(batch[0], str(exc))
+                return False
+        # Idempotent writes make rewriting the points of the good half harmless.
+        half = len(batch) // 2
+        for part in (batch[:half], batch[half:]):
+            if self._write(part):
+                self.sink.stored(part)
+            elif self._abandon.is_set():
+                break
+        return False
+
+    def _write_in_pieces(self, item: Pending) -> bool:
+        """One message too large for one request: its points in smaller requests. Refused (once)
+        if a piece is refused or a single point is too large."""
+        error = ""
+        chunks = [item.body.split("\n")]
+        while chunks:
+            lines = chunks.pop()
+            try:
+                self._put("\n".join(lines), len(lines))
+            except _AbandonedError:
+                return False
+            except (StoreTooLargeError, StoreRejectedError) as exc:
+                if len(lines) == 1 or isinstance(exc, StoreRejectedError):
+                    error = error or str(exc)
+                else:
+                    half = len(lines) // 2
+                    chunks += [lines[half:], lines[:half]]
+        if error:
+            self.sink.refused(item, error)
+            return False
+        return True
+
+    def _put(self, body: str, npoints: int) -> None:
+        """One write, retried with capped backoff while InfluxDB is unavailable. Raises the
+        store's errors for the data's fault or a 413, or _AbandonedError at shutdown."""
+        data = body.encode()
         delay = 0.2
         while True:
             started = time.perf_counter()
             try:
-                self.store.write(body)
+                self.store.write(data)
             except StoreUnavailableError as exc:
                 self.metrics.write_errors.labels("unavailable").inc()
                 if self.healthy:
-                    log.warning("InfluxDB unavailable, holding %d messages and retrying: %s",
-                                len(batch), exc)
+                    log.warning("InfluxDB unavailable, holding the batch and retrying: %s", exc)
                 self.healthy = False
                 wait = exc.retry_after if exc.retry_after is not None else delay
                 delay = min(delay * 2, self.retry_max_delay)
                 if self._abandon.wait(min(wait, self.retry_max_delay)):
-                    return False
+                    raise _AbandonedError from exc
                 continue
-            except StoreTooLargeError:
-                self.metrics.write_errors.labels("too_large").inc()
-                return self._split(batch)
-            except StoreRejectedError as exc:
-                self.metrics.write_errors.labels("rejected").inc()
-                if len(batch) == 1:
-                    log.error("InfluxDB refused the data of one message from %s: %s",
-                              batch[0].ship, exc)
-                    self.sink.refused(batch[0], str(exc))
-                    return False
-                return self._split(batch)
             if not self.healthy:
                 log.warning("InfluxDB is back; writing again")
                 self.healthy = True
             self.metrics.write_seconds.observe(time.perf_counter() - started)
             self.metrics.batch_points.observe(npoints)
             self.metrics.points.inc(npoints)
-            return True
+            return
 
-    def _split(self, batch: list[Pending]) -> bool:
-        """Write halves separately (idempotent writes make the retry of stored points harmless)."""
-        if len(batch) == 1:
-            item = batch[0]
-            lines = item.body.split("\n")
-            if len(lines) == 1:
-                self.sink.refused(item, "a single point is larger than InfluxDB accepts")
-                return False
-            half = len(lines) // 2
-            pieces = [Pending(item.mid, item.qos, item.generation, item.ship, item.batch_id,
-                              0, 0, "\n".join(chunk), len(chunk), [])
-                      for chunk in (lines[:half], lines[half:])]
-            # Both halves are written (no short-circuit): each acknowledges or refuses on its own.
-            results = [self._write([p]) for p in pieces]
-            return all(results)
-        half = len(batch) // 2
-        for part in (batch[:half], batch[half:]):
-            if self._write(part):
-                self.sink.stored(part)
-            elif self._abandon.is_set():
-                return False
-        return False  # each half was handed to the sink already
+
+class _AbandonedError(Exception):
+    """The batcher is stopping while InfluxDB is unavailable: leave the messages unacknowledged."""

@@ -100,12 +100,12 @@ class Bridge:
                     reason: ReasonCode, _props: Properties | None) -> None:
         if reason.is_failure:
             log.error("broker %s:%d refused the bridge (user %r): %s", self.cfg.mqtt.host,
-                      self.cfg.mqtt.port, self.cfg.mqtt.username, reason)
+                      self.cfg.mqtt.client_port, self.cfg.mqtt.username, reason)
             return
         self.generation += 1
         self.metrics.connected.set(1)
         log.info("connected to %s:%d (session present: %s); subscribing to %s",
-                 self.cfg.mqtt.host, self.cfg.mqtt.port, flags.session_present,
+                 self.cfg.mqtt.host, self.cfg.mqtt.client_port, flags.session_present,
                  subscription(self.cfg))
         # Subscribe on every connect, not only for a new session (shared subscriptions are not
         # restored by Mosquitto after a restart).
