@@ -743,13 +743,13 @@ def verdicts(r: dict[str, Any], growth: float) -> list[str]:
     lines += [
         "",
         "What is in the way where a target is missed: one bridge is one Python process, held",
-        "to about one core by the GIL. A py-spy profile of it at 12 readings per message",
-        "(`py-spy record -p <bridge pid> -f raw` during `python -m bench --only ingest`): 55% in",
-        "paho's network thread, of which 22% is our callback (checking and normalizing payloads",
-        "9%, line protocol 3%) and the rest paho reading packets; 7% sending PUBACKs (paho wakes",
-        "its own loop through a socket for each); 6% the InfluxDB write itself. Two bridges in a",
-        "shared group use the second core (row above), on a machine where the publishers,",
-        "Mosquitto and InfluxDB share the same two cores.",
+        "to about one core by the GIL, and during the ingest runs the two cores are saturated",
+        "(bridge ~90%, publishers ~50%, Mosquitto ~35%, InfluxDB ~20%). A py-spy profile of the",
+        "bridge's GIL holders at 12 readings per message (`py-spy record --gil -p <bridge pid>`",
+        "during `python -m bench --only ingest`): 77% in paho's network thread, of which paho",
+        "decoding MQTT 5 packets and properties is about 15% and our callback 49% (validating and",
+        "normalizing 23%, line protocol 6%); 15% the writer thread (acknowledgements, the energy",
+        "topic). Two bridges in a shared group use the second core (row above).",
         "",
     ]
     return lines
