@@ -40,8 +40,8 @@ from fleet.local import (
     Service,
     bridge_service,
     broker_dir,
-    free_port,
     influxd_service,
+    isolated_overrides,
     mosquitto_service,
     query_service,
 )
@@ -159,17 +159,7 @@ class Bench:
 
 
 def start(root: Path) -> Bench:
-    env = {
-        "FLEET_CONFIG": str(root / "none.toml"),
-        "FLEET_LOCAL_DATA_DIR": str(root),
-        "FLEET_MQTT_PORT": str(free_port()),
-        "FLEET_INFLUXDB_URL": f"http://127.0.0.1:{free_port()}",
-        "FLEET_LOCAL_INFLUXDB_RPC_PORT": str(free_port()),
-        "FLEET_HTTP_PORT": str(free_port()),
-        "FLEET_BRIDGE_METRICS_PORT": str(free_port()),
-        "FLEET_BRIDGE_PUBLISH_ENERGY": "true",
-    }
-    (root / "none.toml").write_text("# configured through FLEET_* variables\n")
+    env = {**isolated_overrides(root), "FLEET_BRIDGE_PUBLISH_ENERGY": "true"}
     cfg = load_config(env=env)
     accounts = Accounts(broker_dir(cfg))
     env["FLEET_MQTT_PASSWORD"] = accounts.ensure_service("fleet-bridge", "bridge")

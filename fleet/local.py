@@ -47,6 +47,22 @@ def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
         return s.connect_ex((host, port)) == 0
 
 
+def isolated_overrides(root: Path) -> dict[str, str]:
+    """``FLEET_*`` variables for a private stack under ``root``: an empty config file, its own
+    data directory and a free loopback port for every server (tests and the benchmark)."""
+    none = root / "none.toml"
+    none.write_text("# configured through FLEET_* variables\n", encoding="utf-8")
+    return {
+        "FLEET_CONFIG": str(none),
+        "FLEET_LOCAL_DATA_DIR": str(root),
+        "FLEET_MQTT_PORT": str(free_port()),
+        "FLEET_INFLUXDB_URL": f"http://127.0.0.1:{free_port()}",
+        "FLEET_LOCAL_INFLUXDB_RPC_PORT": str(free_port()),
+        "FLEET_HTTP_PORT": str(free_port()),
+        "FLEET_BRIDGE_METRICS_PORT": str(free_port()),
+    }
+
+
 def broker_dir(cfg: Config) -> Path:
     return cfg.local.path / "mosquitto"
 

@@ -34,6 +34,7 @@ from fleet.local import (
     broker_dir,
     free_port,
     influxd_service,
+    isolated_overrides,
     mosquitto_service,
     query_service,
 )
@@ -221,17 +222,7 @@ def start_stack(root: Path) -> Stack:
             return _container_stack(root)
         pytest.fail("mosquitto or influxd is not installed and no Docker engine answers: "
                     "run `make test`, which installs them")
-    env = {
-        "FLEET_CONFIG": str(root / "none.toml"),
-        "FLEET_LOCAL_DATA_DIR": str(root),
-        "FLEET_MQTT_PORT": str(free_port()),
-        "FLEET_INFLUXDB_URL": f"http://127.0.0.1:{free_port()}",
-        "FLEET_LOCAL_INFLUXDB_RPC_PORT": str(free_port()),
-        "FLEET_HTTP_PORT": str(free_port()),
-        "FLEET_BRIDGE_METRICS_PORT": str(free_port()),
-        "FLEET_BRIDGE_FLUSH_INTERVAL": "0.05",
-    }
-    (root / "none.toml").write_text("# tests configure everything through FLEET_* variables\n")
+    env = {**isolated_overrides(root), "FLEET_BRIDGE_FLUSH_INTERVAL": "0.05"}
     cfg = load_config(env=env)
     accounts = Accounts(broker_dir(cfg))
     password = accounts.ensure_service("fleet-bridge", "bridge")

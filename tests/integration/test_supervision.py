@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from fleet.local import REPO_ROOT, free_port
+from fleet.local import REPO_ROOT, isolated_overrides
 from tests.conftest import eventually
 
 pytestmark = pytest.mark.integration
@@ -55,16 +55,10 @@ class Launcher:
     """The launcher as a subprocess, its output collected by a thread."""
 
     def __init__(self, root: Path) -> None:
-        (root / "none.toml").write_text("# configured through FLEET_* variables\n")
+        (root / "data").mkdir()
         env = {
             **os.environ,
-            "FLEET_CONFIG": str(root / "none.toml"),
-            "FLEET_LOCAL_DATA_DIR": str(root / "data"),
-            "FLEET_MQTT_PORT": str(free_port()),
-            "FLEET_INFLUXDB_URL": f"http://127.0.0.1:{free_port()}",
-            "FLEET_LOCAL_INFLUXDB_RPC_PORT": str(free_port()),
-            "FLEET_HTTP_PORT": str(free_port()),
-            "FLEET_BRIDGE_METRICS_PORT": str(free_port()),
+            **isolated_overrides(root / "data"),
             "FLEET_SIMULATE_SHIPS": "0",
             "PYTHONUNBUFFERED": "1",
         }
