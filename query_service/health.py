@@ -12,6 +12,7 @@ import secrets
 import ssl
 
 from fleet.errors import FleetError
+from query_service.mqtt5 import mqtt_string, packet
 
 BROKER_TIMEOUT = 2.0
 _CONNACK = 0x20
@@ -22,22 +23,10 @@ class BrokerUnavailableError(FleetError):
     """The broker did not answer a CONNECT with a CONNACK."""
 
 
-def _remaining_length(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, n = n % 128, n // 128
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
 def connect_packet(client_id: str, keepalive: int = 10) -> bytes:
     """A minimal MQTT 3.1.1 CONNECT: clean session, no will, no username or password."""
-    cid = client_id.encode()
-    variable = b"\x00\x04MQTT" + bytes([4, 0x02]) + keepalive.to_bytes(2, "big")
-    payload = len(cid).to_bytes(2, "big") + cid
-    body = variable + payload
-    return b"\x10" + _remaining_length(len(body)) + body
+    variable = mqtt_string(b"MQTT") + bytes([4, 0x02]) + keepalive.to_bytes(2, "big")
+    return packet(0x10, variable + mqtt_string(client_id.encode()))
 
 
 async def probe_broker(host: str, port: int, *, tls_ca: str = "",

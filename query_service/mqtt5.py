@@ -34,7 +34,8 @@ class PublishError(FleetError):
         self.reason_code = reason_code
 
 
-def _varint(n: int) -> bytes:
+def varint(n: int) -> bytes:
+    """MQTT's variable byte integer (remaining length)."""
     out = bytearray()
     while True:
         byte, n = n % 128, n // 128
@@ -43,25 +44,25 @@ def _varint(n: int) -> bytes:
             return bytes(out)
 
 
-def _string(data: bytes) -> bytes:
+def mqtt_string(data: bytes) -> bytes:
     return len(data).to_bytes(2, "big") + data
 
 
-def _packet(kind: int, body: bytes) -> bytes:
-    return bytes([kind]) + _varint(len(body)) + body
+def packet(kind: int, body: bytes) -> bytes:
+    return bytes([kind]) + varint(len(body)) + body
 
 
 def connect_packet(username: str, password: str, keepalive: int = 30) -> bytes:
     """MQTT 5 CONNECT: clean start, username and password, an empty client id, no properties."""
     flags = 0x80 | 0x40 | 0x02
-    variable = _string(b"MQTT") + bytes([5, flags]) + keepalive.to_bytes(2, "big") + b"\x00"
-    payload = _string(b"") + _string(username.encode()) + _string(password.encode())
-    return _packet(_CONNECT, variable + payload)
+    variable = mqtt_string(b"MQTT") + bytes([5, flags]) + keepalive.to_bytes(2, "big") + b"\x00"
+    payload = mqtt_string(b"") + mqtt_string(username.encode()) + mqtt_string(password.encode())
+    return packet(_CONNECT, variable + payload)
 
 
 def publish_packet(topic: str, payload: bytes, packet_id: int = 1) -> bytes:
-    body = _string(topic.encode()) + packet_id.to_bytes(2, "big") + b"\x00" + payload
-    return _packet(_PUBLISH | _QOS1, body)
+    body = mqtt_string(topic.encode()) + packet_id.to_bytes(2, "big") + b"\x00" + payload
+    return packet(_PUBLISH | _QOS1, body)
 
 
 async def _read_packet(reader: asyncio.StreamReader) -> tuple[int, bytes]:
@@ -105,7 +106,7 @@ async def publish_as(host: str, port: int, username: str, password: str, topic: 
                     raise PublishError("unavailable", f"the broker refused the connection "
                                                       f"(reason {body[1]})", body[1])
                 if check_only:
-                    writer.write(_packet(_DISCONNECT, b""))
+                    writer.write(packet(_DISCONNECT, b""))
                     await writer.drain()
                     return
                 writer.write(publish_packet(topic, payload))
@@ -124,7 +125,7 @@ async def publish_as(host: str, port: int, username: str, password: str, topic: 
                 if code >= 0x80:
                     raise PublishError("refused", f"the broker refused the message "
                                                   f"(reason {code})", code)
-                writer.write(_packet(_DISCONNECT, b""))
+                writer.write(packet(_DISCONNECT, b""))
                 with contextlib.suppress(OSError):
                     await writer.drain()
             finally:
