@@ -30,6 +30,7 @@ from fleet.local import (
     python_service,
     query_service,
 )
+from fleet.tls import server_files
 from fleet.tokens import dev_token_text, ensure_dev_token
 from ship.simulate import provision as provision_simulated
 from ship.simulate import ship_ids as simulated_ids
@@ -80,9 +81,12 @@ def _check_ports(cfg: Config) -> None:
 def banner(cfg: Config, ship: str, password: str, metrics_port: int, token: str = "") -> str:
     http = f"http://{cfg.http.host}:{cfg.http.port}"
     auth = f"-H 'Authorization: Bearer {token}' " if token else ""
+    tls = server_files(cfg) if cfg.mqtt.tls_port else None
+    tls_line = (f"\n  MQTT over TLS   mqtts://localhost:{cfg.mqtt.tls_port} (CA {tls[0]})"
+                if tls else "")
     return f"""
 Fleet telemetry is running (data in {cfg.local.path}; logs in {cfg.local.path / 'logs'}).
-  MQTT broker     mqtt://{cfg.mqtt.host}:{cfg.mqtt.port}
+  MQTT broker     mqtt://{cfg.mqtt.host}:{cfg.mqtt.port}{tls_line}
   InfluxDB        {cfg.influxdb.url}  (database {cfg.influxdb.database})
   Query service   {http}/data  {http}/v1/ships/{{id}}/energy  {http}/healthz
   Bridge metrics  http://{cfg.http.host}:{metrics_port}/metrics
