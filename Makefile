@@ -5,11 +5,29 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-APT_PACKAGES := mosquitto mosquitto-clients influxdb docker-compose chromium
 
-.PHONY: test run check lint typecheck compose-check servers venv bench clean
+.PHONY: test run check lint typecheck compose-check run-deps test-deps python-venv venv bench clean
 
-$(STAMP): pyproject.toml
+# Debian packages for the commands that are missing, given as command=package pairs.
+apt_ensure = missing=""; \
+	for pair in $(1); do \
+	  cmd=$${pair%%=*}; command -v $$cmd >/dev/null 2>&1 || [ -x /usr/sbin/$$cmd ] \
+	    || missing="$$missing $${pair\#*=}"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing$$missing from the distribution"; \
+	  $(SUDO) apt-get update && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing; \
+	fi
+
+# A Python 3.11+ that can make a virtual environment (Debian splits venv into python3-venv).
+python-venv:
+	@$(PY) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+	  || { echo "$(PY) is older than 3.11: install Python 3.11 or newer (Debian 12, Ubuntu 24.04)"; exit 1; }
+	@$(PY) -c 'import ensurepip, venv' 2>/dev/null || { \
+	  echo "installing python3-venv from the distribution"; \
+	  $(SUDO) apt-get update && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y python3-venv; }
+
+$(STAMP): pyproject.toml | python-venv
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
@@ -17,20 +35,21 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-# Debian's packages, installed only when a binary is missing.
-servers:
-	@missing=0; \
-	for b in mosquitto mosquitto_pub influxd docker-compose chromium; do \
-	  command -v $$b >/dev/null 2>&1 || [ -x /usr/sbin/$$b ] || missing=1; \
-	done; \
-	if [ $$missing = 1 ]; then \
-	  echo "installing $(APT_PACKAGES) from the distribution"; \
-	  $(SUDO) apt-get update && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y $(APT_PACKAGES); \
-	  if [ -d /run/systemd/system ]; then \
-	    echo "stopping the distribution's own mosquitto and influxdb services (this project runs its own)"; \
-	    $(SUDO) systemctl disable --now mosquitto influxdb >/dev/null 2>&1 || true; \
-	  fi; \
+# What `make run` needs: Mosquitto and InfluxDB. When they were just installed on a machine with
+# systemd, the distribution's own services are stopped: this project runs its own.
+run-deps:
+	@fresh=0; { command -v influxd && { command -v mosquitto || [ -x /usr/sbin/mosquitto ]; }; } \
+	  >/dev/null 2>&1 || fresh=1; \
+	$(call apt_ensure,mosquitto=mosquitto mosquitto_pub=mosquitto-clients influxd=influxdb); \
+	if [ $$fresh = 1 ] && [ -d /run/systemd/system ]; then \
+	  echo "stopping the distribution's own mosquitto and influxdb services (this project runs its own)"; \
+	  $(SUDO) systemctl disable --now mosquitto influxdb >/dev/null 2>&1 || true; \
 	fi
+
+# What the tests need besides: docker-compose (validates the compose file) and Chromium (the
+# dashboard test).
+test-deps: run-deps
+	@$(call apt_ensure,docker-compose=docker-compose chromium=chromium)
 
 lint: venv
 	$(BIN)/ruff check .
@@ -40,17 +59,17 @@ typecheck: venv
 
 check: lint typecheck
 
-compose-check: servers
+compose-check: test-deps
 	docker-compose -f docker-compose.yml config -q
 	@echo "docker-compose.yml is valid"
 
-test: venv servers check compose-check
+test: venv test-deps check compose-check
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-run: venv servers
+run: venv run-deps
 	$(BIN)/python -m fleet.run
 
-bench: venv servers
+bench: venv run-deps
 	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python -m bench
 

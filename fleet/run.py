@@ -70,12 +70,15 @@ def _env(cfg: Config, bridge_password: str, metrics_port: int) -> dict[str, str]
 
 
 def _check_ports(cfg: Config) -> None:
-    for name, port in (("mqtt.port", cfg.mqtt.port), ("influxdb.url", cfg.influxdb.port),
-                       ("http.port", cfg.http.port)):
+    ports = [("mqtt.port", "FLEET_MQTT_PORT", cfg.mqtt.port),
+             ("influxdb.url", "FLEET_INFLUXDB_URL", cfg.influxdb.port),
+             ("http.port", "FLEET_HTTP_PORT", cfg.http.port)]
+    if cfg.mqtt.tls_port and server_files(cfg):  # the broker listens with TLS too
+        ports.append(("mqtt.tls_port", "FLEET_MQTT_TLS_PORT", cfg.mqtt.tls_port))
+    for name, variable, port in ports:
         if port_in_use(port):
             raise FleetError(f"port {port} ({name}) is already in use: stop what uses it or "
-                             f"override it, e.g. FLEET_{name.split('.')[0].upper()}_"
-                             f"{'URL' if name == 'influxdb.url' else 'PORT'}=...")
+                             f"override it, e.g. {variable}=...")
 
 
 def banner(cfg: Config, ship: str, password: str, metrics_port: int, token: str = "") -> str:
