@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -45,6 +46,17 @@ def _error_text(body: bytes) -> str:
     if isinstance(data, dict) and "error" in data:
         return str(data["error"])[:300]
     return str(data)[:300]
+
+
+def _hours(duration: str) -> float:
+    """Hours in an InfluxDB duration: ours (INF, 52w, 30d, 24h) or its own (0s, 720h0m0s)."""
+    text = duration.strip().lower()
+    if text in {"inf", "0s", "0"}:
+        return 0.0
+    total = 0.0
+    for amount, unit in re.findall(r"(\d+(?:\.\d+)?)([wdhms])", text):
+        total += float(amount) * {"w": 168, "d": 24, "h": 1, "m": 1 / 60, "s": 1 / 3600}[unit]
+    return total
 
 
 class InfluxStore:
@@ -106,12 +118,19 @@ class InfluxStore:
         duration = "INF" if self.cfg.retention.upper() == "INF" else self.cfg.retention
         self.query(f"CREATE DATABASE {db}", write=True)
         res = self.query(f"SHOW RETENTION POLICIES ON {db}")
-        names = {row[0] for s in res[0].get("series", []) for row in s.get("values", [])}
-        if self.cfg.retention_policy not in names:
+        durations = {row[0]: row[1] for s in res[0].get("series", [])
+                     for row in s.get("values", [])}
+        if self.cfg.retention_policy not in durations:
             self.query(f"CREATE RETENTION POLICY {rp} ON {db} DURATION {duration} REPLICATION 1 "
                        "DEFAULT", write=True)
             log.info("created retention policy %s on %s (duration %s)",
                      self.cfg.retention_policy, self.cfg.database, duration)
+        elif _hours(durations[self.cfg.retention_policy]) != _hours(duration):
+            # [influxdb] retention changed since the policy was made: follow the configuration.
+            self.query(f"ALTER RETENTION POLICY {rp} ON {db} DURATION {duration}", write=True)
+            log.warning("retention policy %s on %s: duration changed from %s to %s",
+                        self.cfg.retention_policy, self.cfg.database,
+                        durations[self.cfg.retention_policy], duration)
 
     def write(self, body: bytes) -> None:
         """POST line protocol (nanosecond timestamps) to ``/write``."""
