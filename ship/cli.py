@@ -107,7 +107,7 @@ def _run(args: argparse.Namespace) -> int:
     if not SHIP_ID.fullmatch(args.ship_id):
         raise ConfigError(f"bad ship id {args.ship_id!r}: 1-64 characters of [A-Za-z0-9_-]")
     password = _password(args)
-    interval_s = duration(args.interval)
+    interval_s: float = args.interval
     if args.start:
         try:
             parse_datetime(args.start)
@@ -254,7 +254,7 @@ def register(tree: CommandTree) -> None:
                           '{"datetime": ..., "value": ...} or CSV (datetime,value), or - for '
                           "standard input")
     run.add_argument("--units", default="kW", choices=UNITS, help="units of the values")
-    run.add_argument("--interval", default="PT5M",
+    run.add_argument("--interval", type=_duration_arg, default=300.0,
                      help="interval of each reading (PT5M, 5m, 300): declared in every message")
     run.add_argument("--spool", help="spool file (default: <[ship] spool_dir>/<id>.spool)")
     run.add_argument("--speed", type=float, default=1.0,
