@@ -1,6 +1,6 @@
-"""``fleetctl``: accounts and, later, the other operator commands.
+"""``fleetctl``: broker accounts, the ship agent, tokens, TLS, fleet status and the simulator.
 
-The parser is a tree: groups (``ship``, ``operator``, later ``tls``, ``token``, ``fleet``) hold
+The parser is a tree: groups (``ship``, ``operator``, ``tls``, ``token``, ``fleet``) hold
 commands, and a command may also sit at the top (``simulate``). Each module contributes its
 commands through a ``register(tree: CommandTree) -> None`` function listed in ``REGISTRARS``, so
 ``ship run`` can live with the ship agent and ``token create`` with the tokens::
