@@ -25,8 +25,8 @@ from bridge.batcher import Batcher, Pending
 from bridge.metrics import BridgeMetrics
 from fleet.config import Config
 from fleet.errors import PayloadError
-from fleet.normalize import Normalized, process_payload, windows
-from fleet.schema import SHIP_ID, Part, line
+from fleet.normalize import Normalized, process_payload, window_sums
+from fleet.schema import SHIP_ID, Part, lines
 from fleet.timeutil import format_datetime
 
 log = logging.getLogger(__name__)
@@ -47,6 +47,13 @@ def subscription(cfg: Config) -> str:
 
 def _dumps(obj: dict[str, Any]) -> str:
     return json.dumps(obj, separators=(",", ":"), allow_nan=False)
+
+
+def _energy(ship: str, parts: list[Part]) -> str:
+    """The energy topic's JSON for one ship's parts in a batch."""
+    return _dumps({"ship": ship, "unit": "kWh",
+                   "windows": [{"time": format_datetime(w), "kwh": kwh, "coverage": coverage}
+                               for w, kwh, coverage in window_sums(parts)]})
 
 
 class Bridge:
@@ -179,7 +186,7 @@ class Bridge:
         self.batcher.add(Pending(
             mid=msg.mid, qos=msg.qos, generation=self.generation, ship=ship,
             batch_id=n.batch_id, accepted=n.accepted, rejected=len(n.rejected),
-            body="\n".join([line(p) for p in n.parts]), npoints=len(n.parts), parts=n.parts,
+            body=lines(n.parts), npoints=len(n.parts), parts=n.parts,
         ))
 
     def _report_readings(self, n: Normalized) -> None:
@@ -221,11 +228,7 @@ class Bridge:
             if self.cfg.bridge.publish_energy:
                 by_ship.setdefault(item.ship, []).extend(item.parts)
         for ship, parts in by_ship.items():
-            self._publish(ship, "energy", {
-                "ship": ship, "unit": "kWh",
-                "windows": [{"time": format_datetime(w.start_us), "kwh": w.kwh,
-                             "coverage": w.coverage} for w in windows(parts)],
-            }, qos=0)
+            self.client.publish(f"fleet/ships/{ship}/energy", _energy(ship, parts), qos=0)
 
     def refused(self, item: Pending, detail: str) -> None:
         if item.generation == self.generation:

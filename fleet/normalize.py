@@ -12,7 +12,7 @@ from bisect import bisect_right
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from operator import sub
+from operator import attrgetter, sub
 
 from fleet.config import parse_duration
 from fleet.errors import PayloadError
@@ -46,6 +46,7 @@ _MILLI = frozenset({"mW", "mWh"})
 # also take "nan", "inf", "1_000" and surrounding spaces.
 _DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 _MISSING = object()
+_START = attrgetter("start_us")
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,7 +167,9 @@ def process_payload(ship: str, raw: bytes | str, *, default_interval_s: float = 
         stamp(t)
         v = r.get("value", _MISSING)
         tv = type(v)
-        if tv is float or tv is int:
+        if tv is float:
+            f = v
+        elif tv is int:
             try:
                 f = float(v)
             except OverflowError:  # an integer literal beyond float range
@@ -180,11 +183,11 @@ def process_payload(ship: str, raw: bytes | str, *, default_interval_s: float = 
         else:
             refuse(ReadingError(i, "bad_value", f"value {_short(v)} is not a number"))
             continue
-        if not math.isfinite(f):
-            refuse(ReadingError(i, "not_finite", f"value {_short(v)} is not finite"))
-            continue
-        if f < 0.0:
-            refuse(ReadingError(i, "negative", f"value {_short(v)} is negative"))
+        if not 0.0 <= f < math.inf:  # one comparison for good values; NaN fails it too
+            if math.isfinite(f):
+                refuse(ReadingError(i, "negative", f"value {_short(v)} is negative"))
+            else:
+                refuse(ReadingError(i, "not_finite", f"value {_short(v)} is not finite"))
             continue
         # + 0.0 turns -0.0 into 0.0, so no "-0.0" reaches storage.
         f = f * mul / div + 0.0
@@ -240,8 +243,12 @@ def normalize(ship: str, readings: Sequence[tuple[int, float]], *, power: bool,
     if interval_s is not None:
         interval_us = _to_us(interval_s)
     elif len(stamps) > 1:
-        spacings = Counter(map(sub, stamps[1:], stamps[:-1]))
-        interval_us = min(spacings.items(), key=lambda kv: (-kv[1], kv[0]))[0]
+        gaps = list(map(sub, stamps[1:], stamps[:-1]))
+        if gaps.count(gaps[0]) == len(gaps):  # the common case: evenly spaced readings
+            interval_us = gaps[0]
+        else:
+            spacings = Counter(gaps)
+            interval_us = min(spacings.items(), key=lambda kv: (-kv[1], kv[0]))[0]
     else:
         interval_us = _to_us(default_interval_s)
 
@@ -283,24 +290,39 @@ def windows(parts: Iterable[Part], every_s: int = 900) -> list[Window]:
     storage (rule 5), parts with the same ship and start count once, the last one winning, so a
     resent reading is not counted twice.
     """
+    return [Window(w, kwh, coverage) for w, kwh, coverage in window_sums(parts, every_s)]
+
+
+def window_sums(parts: Iterable[Part], every_s: int = 900) -> list[tuple[int, float, float]]:
+    """:func:`windows` as (start_us, kwh, coverage) tuples, without building Window objects."""
     if isinstance(every_s, bool) or not isinstance(every_s, int) or every_s <= 0 \
             or every_s % 900:
         raise ValueError(f"every_s must be a positive multiple of 900, got {every_s!r}")
     every_us = every_s * US
     latest = {(p.ship, p.start_us): p for p in parts}
-    kwh: dict[int, list[float]] = {}
-    covered: dict[int, int] = {}
-    for p in latest.values():
-        w = p.start_us - p.start_us % every_us
-        us = round(p.seconds * US)  # exact: a part's seconds hold whole microseconds
-        if w in kwh:
-            kwh[w].append(p.kwh)
-            covered[w] += us
+    sums: list[tuple[int, float, float]] = []
+    append = sums.append
+    fsum = math.fsum
+    window = None
+    energies: list[float] = []
+    covered = 0
+    # In order of start, so a window's parts come one after the other.
+    for p in sorted(latest.values(), key=_START):
+        start = p.start_us
+        w = start - start % every_us
+        if w == window:
+            energies.append(p.kwh)
+            covered += round(p.seconds * US)  # exact: a part's seconds hold whole microseconds
         else:
-            kwh[w] = [p.kwh]
-            covered[w] = us
-    # fsum: a window's total does not depend on the order its parts came in.
-    return [Window(w, math.fsum(kwh[w]), covered[w] / every_us) for w in sorted(kwh)]
+            if window is not None:
+                # fsum: a window's total does not depend on the order its parts came in.
+                append((window, fsum(energies), covered / every_us))
+            window = w
+            energies = [p.kwh]
+            covered = round(p.seconds * US)
+    if window is not None:
+        append((window, fsum(energies), covered / every_us))
+    return sums
 
 
 def _interval(value: object, batch_id: str | None) -> float:

@@ -9,7 +9,8 @@ storage is idempotent.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Iterable
+from typing import NamedTuple
 
 MEASUREMENT = "energy"
 TAG_SHIP = "ship"
@@ -20,9 +21,12 @@ SHIP_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 EVERY_SECONDS = {"15m": 900, "1h": 3600, "1d": 86400}
 
 
-@dataclass(frozen=True, slots=True)
-class Part:
-    """A reading's share of one 15-minute window: energy and seconds covered from ``start_us``."""
+class Part(NamedTuple):
+    """A reading's share of one 15-minute window: energy and seconds covered from ``start_us``.
+
+    A NamedTuple rather than a frozen dataclass: one is made per part on the bridge's hot path,
+    and a tuple is built in about half the time, just as immutable.
+    """
 
     ship: str
     start_us: int
@@ -32,10 +36,21 @@ class Part:
 
 def line(part: Part) -> str:
     """Line protocol for one part (nanosecond precision). Ship ids need no escaping."""
-    return (
-        f"{MEASUREMENT},{TAG_SHIP}={part.ship} {FIELD_KWH}={float(part.kwh)!r},"
-        f"{FIELD_SECONDS}={float(part.seconds)!r} {part.start_us * 1000}"
-    )
+    return lines((part,))
+
+
+def lines(parts: Iterable[Part]) -> str:
+    """Line protocol for parts, one line each; the ship's prefix is built once per ship."""
+    out: list[str] = []
+    append = out.append
+    ship = None
+    prefix = ""
+    for p in parts:
+        if p.ship is not ship:
+            ship = p.ship
+            prefix = f"{MEASUREMENT},{TAG_SHIP}={ship} {FIELD_KWH}="
+        append(f"{prefix}{float(p.kwh)!r},{FIELD_SECONDS}={float(p.seconds)!r} {p.start_us * 1000}")
+    return "\n".join(out)
 
 
 def quote_ident(name: str) -> str:
