@@ -208,9 +208,14 @@ class Bridge:
         self.client.publish(f"fleet/ships/{ship}/{kind}", _dumps(body), qos=qos)
 
     def _confirm(self, ship: str, batch_id: str | None, readings: int, rejected: int) -> None:
-        if batch_id is not None:
-            self._publish(ship, "ack", {"batch_id": batch_id, "status": "stored",
-                                        "readings": readings, "rejected": rejected})
+        if batch_id is None:
+            return
+        body: dict[str, Any] = {"batch_id": batch_id, "status": "stored", "readings": readings,
+                                "rejected": rejected}
+        if not readings:  # every reading refused: nothing was stored
+            body.update(status="rejected", reason="bad_readings",
+                        detail=f"all {rejected} readings refused (see the rejected topic)")
+        self._publish(ship, "ack", body)
 
     # -- batcher sink (writer thread) ----------------------------------------------------------
 
@@ -242,5 +247,5 @@ class Bridge:
             body["batch_id"] = item.batch_id
             self._publish(item.ship, "ack", {"batch_id": item.batch_id, "status": "rejected",
                                              "readings": 0, "rejected": item.accepted,
-                                             "reason": "storage_refused"})
+                                             "reason": "storage_refused", "detail": detail})
         self._publish(item.ship, "rejected", body)

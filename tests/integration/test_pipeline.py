@@ -265,3 +265,10 @@ def test_unknown_parameter_is_a_400_naming_it(stack: Stack) -> None:
     status, body = stack.http_get(f"/v1/ships/{ship}/energy", {**DAY, "label": ""})
     assert status == 400
     assert "label" in body["error"]
+
+
+def test_all_readings_refused_is_acknowledged_as_rejected(stack: Stack) -> None:
+    _, session, ack = send(stack, {"units": "kWh", "data": [
+        {"datetime": "2018-08-24T05:00:00Z", "value": -1}, {"value": 3}]}, expect="rejected")
+    assert (ack["reason"], ack["readings"], ack["rejected"]) == ("bad_readings", 0, 2)
+    session.close()
