@@ -128,7 +128,15 @@ class FleetSimulator:
         now = time.time()
         for agent, meter, outage in zip(self.agents, self.meters, self.outages, strict=True):
             sim = meter.clock_us(now)
-            if agent.link_wanted and sim >= outage.next_at:
+            if meter.exhausted:
+                # The measuring is over: no more outages, and one still running ends now. (The
+                # simulated clock stops at real now, so an outage drawn past it would otherwise
+                # last in real time and keep the backlog from ever draining.)
+                outage.next_at = 2**62
+                if not agent.link_wanted:
+                    log.info("%s: link back (measuring done)", agent.ship)
+                    agent.link_up()
+            elif agent.link_wanted and sim >= outage.next_at:
                 outage.until = sim + int(self.rng.expovariate(1 / OUTAGE_MEAN_S) * US)
                 log.info("%s: link outage until %s (simulated)", agent.ship,
                          format_datetime(outage.until))

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -17,8 +16,8 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -29,12 +28,12 @@ from fleet.config import Config, HttpConfig, InfluxConfig, LocalConfig, MqttConf
 from fleet.schema import Part, line
 from fleet.timeutil import parse_datetime
 from query_service.main import create_app, gunicorn_app
+from tests.conftest import Stack
+from tests.integration.api_helpers import Reply
 
 pytestmark = pytest.mark.integration
 
-INFLUXD = "/usr/bin/influxd"
-MOSQUITTO = "/usr/sbin/mosquitto"
-DATABASE = "fleet"
+DATABASE = "fleet_query_tests"
 RP = "fleet_raw"
 DAY = "2018-08-24"
 RANGE = {"start": f"{DAY}T00:00:00Z", "end": f"{DAY}T03:00:00Z"}
@@ -76,80 +75,18 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 # -- servers --------------------------------------------------------------------------------------
-# `_own_influx` is this module's own influxd. It stays isolated so that it can be swapped for the
-# shared fixture of tests/conftest.py: only `influx_url` depends on it.
+# The session's Mosquitto and influxd (tests/conftest.py, the project's own configuration). These
+# tests keep to a database of their own, so other tests' ships never show up in theirs.
 
 @pytest.fixture(scope="session")
-def _own_influx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A throwaway influxd on free loopback ports; yields its base URL."""
-    if not Path(INFLUXD).exists():
-        pytest.fail(f"{INFLUXD} is not installed: run `make test`, which installs it")
-    root = tmp_path_factory.mktemp("influxd")
-    http_port, rpc_port = free_port(), free_port()
-    conf = root / "influxdb.conf"
-    conf.write_text(
-        f"""reporting-disabled = true
-bind-address = "127.0.0.1:{rpc_port}"
-[meta]
-  dir = "{root / 'meta'}"
-[data]
-  dir = "{root / 'data'}"
-  wal-dir = "{root / 'wal'}"
-  query-log-enabled = false
-[http]
-  bind-address = "127.0.0.1:{http_port}"
-  log-enabled = false
-[monitor]
-  store-enabled = false
-[logging]
-  level = "warn"
-""",
-        encoding="utf-8",
-    )
-    url = f"http://127.0.0.1:{http_port}"
-    with (root / "influxd.log").open("wb") as log:
-        proc = subprocess.Popen([INFLUXD, "-config", str(conf)], stdout=log,
-                                stderr=subprocess.STDOUT)
-    try:
-        def ping() -> bool:
-            assert proc.poll() is None, (root / "influxd.log").read_text()
-            try:
-                with urllib.request.urlopen(f"{url}/ping", timeout=1) as resp:
-                    return int(resp.status) == 204
-            except OSError:
-                return False
-
-        wait_until(ping, 60, "influxd did not answer /ping")
-        yield url
-    finally:
-        stop(proc)
+def influx_url(servers: Stack) -> str:
+    return servers.cfg.influxdb.url
 
 
 @pytest.fixture(scope="session")
-def influx_url(_own_influx: str) -> str:
-    """The InfluxDB under test: the swap point for a shared fixture."""
-    return _own_influx
-
-
-@pytest.fixture(scope="session")
-def broker_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
-    """A real Mosquitto that refuses anonymous clients (it still answers CONNECT with CONNACK)."""
-    binary = MOSQUITTO if Path(MOSQUITTO).exists() else shutil.which("mosquitto")
-    if not binary:
-        pytest.fail("mosquitto is not installed: run `make test`, which installs it")
-    root = tmp_path_factory.mktemp("mosquitto")
-    port = free_port()
-    conf = root / "mosquitto.conf"
-    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous false\npersistence false\n",
-                    encoding="utf-8")
-    with (root / "mosquitto.log").open("wb") as log:
-        proc = subprocess.Popen([binary, "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT)
-    try:
-        wait_until(lambda: proc.poll() is None and tcp_open(port), 20,
-                   "mosquitto did not listen")
-        yield port
-    finally:
-        stop(proc)
+def broker_port(servers: Stack) -> int:
+    """The project's Mosquitto: it refuses anonymous clients, and still answers CONNECT."""
+    return servers.cfg.mqtt.port
 
 
 def influx_post(url: str, path: str, data: bytes) -> None:
@@ -197,18 +134,6 @@ def make_config(influx_url: str, mqtt_port: int | None = None, **http: Any) -> C
         http=HttpConfig(**http),
         local=LocalConfig(data_dir=NO_DATA_DIR),
     )
-
-
-@dataclass
-class Reply:
-    status: int
-    headers: dict[str, str]
-    text: str
-
-    @property
-    def json(self) -> Any:
-        assert self.headers["Content-Type"].startswith("application/json"), self.headers
-        return json.loads(self.text)
 
 
 def requests(config: Config, *calls: tuple[str, str, dict[str, str] | None]) -> list[Reply]:
