@@ -465,6 +465,7 @@ def test_gunicorn_app_reads_the_environment(influx: str, monkeypatch: pytest.Mon
     (tmp_path / "fleet.toml").write_text("[http]\nmax_windows = 3\n", encoding="utf-8")
     monkeypatch.setenv("FLEET_CONFIG", str(tmp_path / "fleet.toml"))
     monkeypatch.setenv("FLEET_INFLUXDB_URL", influx)
+    monkeypatch.setenv("FLEET_INFLUXDB_DATABASE", DATABASE)
     monkeypatch.setenv("FLEET_HTTP_AUTH", "none")
     monkeypatch.setenv("FLEET_LOCAL_DATA_DIR", str(tmp_path))
 
@@ -492,7 +493,8 @@ def test_serves_as_a_process(influx: str, tmp_path: Path, command: str) -> None:
     """`python -m query_service`, and gunicorn's aiohttp worker with two workers."""
     port = free_port()
     env = {**os.environ, "FLEET_CONFIG": str(tmp_path / "fleet.toml"),
-           "FLEET_INFLUXDB_URL": influx, "FLEET_HTTP_PORT": str(port),
+           "FLEET_INFLUXDB_URL": influx, "FLEET_INFLUXDB_DATABASE": DATABASE,
+           "FLEET_INFLUXDB_RETENTION_POLICY": RP, "FLEET_HTTP_PORT": str(port),
            "FLEET_HTTP_AUTH": "none", "FLEET_LOCAL_DATA_DIR": str(tmp_path)}
     (tmp_path / "fleet.toml").write_text("", encoding="utf-8")
     if command == "gunicorn":
