@@ -144,14 +144,7 @@ class Accounts:
 
     def add_ship(self, ship_id: str, password: str | None = None) -> str:
         """Create the ship's account; return its password (generated when none is given)."""
-        _check_name(ship_id, "ship id")
-        password = _checked_password(password)
-        with self._locked() as state:
-            self._check_free(state, ship_id)
-            state.roles[ship_id] = "ship"
-            state.hashes[ship_id] = hash_password(password)
-            self._write(state)
-        return password
+        return self._add(ship_id, "ship", "ship id", password)
 
     def remove_ship(self, ship_id: str) -> None:
         """Delete the ship's account: its next connection is refused once the broker reloads."""
@@ -178,11 +171,15 @@ class Accounts:
 
     def add_operator(self, name: str, password: str | None = None) -> str:
         """Create a read-only operator account (``fleet/#``); return its password."""
-        _check_name(name, "operator name")
+        return self._add(name, "operator", "operator name", password)
+
+    def _add(self, name: str, role: str, what: str, password: str | None) -> str:
+        """Create a new account of ``role``; return its password (generated when none given)."""
+        _check_name(name, what)
         password = _checked_password(password)
         with self._locked() as state:
             self._check_free(state, name)
-            state.roles[name] = "operator"
+            state.roles[name] = role
             state.hashes[name] = hash_password(password)
             self._write(state)
         return password

@@ -105,10 +105,15 @@ def _ship_add(args: argparse.Namespace) -> int:
     print("Publish a reading with:")
     print(f"  mosquitto_pub -h {mqtt.host} -p {mqtt.port} -V mqttv5 -q 1 -u {args.ship_id} "
           f"-P '{secret}' -t fleet/ships/{args.ship_id}/readings -m '{sample}'")
-    if args.password is None:
+    _print_generated(password, given=args.password is not None)
+    return 0
+
+
+def _print_generated(password: str, *, given: bool) -> None:
+    """A generated password, alone on the last line; one the user gave is never printed."""
+    if not given:
         print("PASSWORD (shown once; only its hash is kept):")
         print(password)
-    return 0
 
 
 def _ship_remove(args: argparse.Namespace) -> int:
@@ -136,9 +141,7 @@ def _operator_add(args: argparse.Namespace) -> int:
     print("Watch the fleet with:")
     print(f"  mosquitto_sub -h {mqtt.host} -p {mqtt.port} -V mqttv5 -u {args.name} "
           f"-P '{secret}' -t 'fleet/#' -v")
-    if args.password is None:
-        print("PASSWORD (shown once; only its hash is kept):")
-        print(password)
+    _print_generated(password, given=args.password is not None)
     return 0
 
 

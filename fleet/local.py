@@ -287,20 +287,21 @@ def http_ready(url: str) -> Callable[[], bool]:
     return check
 
 
+def _binary(configured: str) -> str:
+    """A configured path as it is; a bare name looked up (PATH, then the sbin directories)."""
+    return configured if "/" in configured else find_binary(configured)
+
+
 def mosquitto_service(cfg: Config) -> Service:
     conf = render_mosquitto_conf(cfg)
-    binary = cfg.local.mosquitto_bin
-    if "/" not in binary:
-        binary = find_binary(binary)
+    binary = _binary(cfg.local.mosquitto_bin)
     return Service("mosquitto", [binary, "-c", str(conf)], cfg.local.path / "logs" / "mosquitto.log",
                    tcp_ready(cfg.mqtt.host, cfg.mqtt.port))
 
 
 def influxd_service(cfg: Config) -> Service:
     conf = render_influxd_conf(cfg)
-    binary = cfg.local.influxd_bin
-    if "/" not in binary:
-        binary = find_binary(binary)
+    binary = _binary(cfg.local.influxd_bin)
     return Service("influxd", [binary, "-config", str(conf)], cfg.local.path / "logs" / "influxd.log",
                    http_ready(cfg.influxdb.url.rstrip("/") + "/ping"))
 
