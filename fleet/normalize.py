@@ -287,8 +287,8 @@ def windows(parts: Iterable[Part], every_s: int = 900) -> list[Window]:
     """Sum parts into epoch-aligned windows of every_s seconds (only windows with parts), sorted.
 
     ``every_s`` must be a positive multiple of 900 so that no part straddles two windows. As in
-    storage (rule 5), parts with the same ship and start count once, the last one winning, so a
-    resent reading is not counted twice.
+    storage (rule 5), parts with the same ship, meter and start count once, the last one winning,
+    so a resent reading is not counted twice.
     """
     return [Window(w, kwh, coverage) for w, kwh, coverage in window_sums(parts, every_s)]
 
@@ -299,7 +299,7 @@ def window_sums(parts: Iterable[Part], every_s: int = 900) -> list[tuple[int, fl
             or every_s % 900:
         raise ValueError(f"every_s must be a positive multiple of 900, got {every_s!r}")
     every_us = every_s * US
-    latest = {(p.ship, p.start_us): p for p in parts}
+    latest = {(p.ship, p.meter, p.start_us): p for p in parts}
     sums: list[tuple[int, float, float]] = []
     append = sums.append
     fsum = math.fsum

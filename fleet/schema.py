@@ -1,9 +1,13 @@
 """The storage schema, shared by the bridge (writes) and the query service (reads).
 
-One point per reading part: measurement ``energy``, tag ``ship``, fields ``kwh`` and ``seconds``
-(both floats, always, so a field type never changes), timestamp = the part's start. A resent
-reading produces the same points (same series, same timestamp), which InfluxDB overwrites:
+One point per reading part: measurement ``energy``, tags ``ship`` and ``meter``, fields ``kwh`` and
+``seconds`` (both floats, always, so a field type never changes), timestamp = the part's start. A
+resent reading produces the same points (same series, same timestamp), which InfluxDB overwrites:
 storage is idempotent.
+
+The default meter ``main`` is written without a ``meter`` tag: data stored before meters existed
+has none, and a payload resent after the upgrade must land in that same series (counted once),
+not in a new ``meter=main`` one. In InfluxQL, ``"meter" = ''`` selects meter ``main``.
 """
 
 from __future__ import annotations
@@ -14,6 +18,9 @@ from typing import NamedTuple
 
 MEASUREMENT = "energy"
 TAG_SHIP = "ship"
+TAG_METER = "meter"
+DEFAULT_METER = "main"
+METER_ID = re.compile(r"[A-Za-z0-9_-]{1,32}")
 FIELD_KWH = "kwh"
 FIELD_SECONDS = "seconds"
 SHIP_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -32,6 +39,7 @@ class Part(NamedTuple):
     start_us: int
     kwh: float
     seconds: float
+    meter: str = DEFAULT_METER
 
 
 def line(part: Part) -> str:
@@ -40,17 +48,34 @@ def line(part: Part) -> str:
 
 
 def lines(parts: Iterable[Part]) -> str:
-    """Line protocol for parts, one line each; the ship's prefix is built once per ship."""
+    """Line protocol for parts, one line each; the series prefix is built once per ship and meter."""
     out: list[str] = []
     append = out.append
-    ship = None
+    ship = meter = None
     prefix = ""
     for p in parts:
-        if p.ship is not ship:
-            ship = p.ship
-            prefix = f"{MEASUREMENT},{TAG_SHIP}={ship} {FIELD_KWH}="
+        if p.ship is not ship or p.meter is not meter:
+            ship, meter = p.ship, p.meter
+            prefix = f"{series_key(ship, meter)} {FIELD_KWH}="
         append(f"{prefix}{float(p.kwh)!r},{FIELD_SECONDS}={float(p.seconds)!r} {p.start_us * 1000}")
     return "\n".join(out)
+
+
+def series_key(ship: str, meter: str = DEFAULT_METER) -> str:
+    """The line-protocol series of one ship's meter (ids need no escaping: see SHIP_ID, METER_ID)."""
+    if meter == DEFAULT_METER:
+        return f"{MEASUREMENT},{TAG_SHIP}={ship}"
+    return f"{MEASUREMENT},{TAG_METER}={meter},{TAG_SHIP}={ship}"
+
+
+def meter_tag(meter: str) -> str:
+    """The ``meter`` tag's stored value: empty (absent) for the default meter."""
+    return "" if meter == DEFAULT_METER else meter
+
+
+def meter_name(tag_value: str | None) -> str:
+    """The meter a stored ``meter`` tag value stands for (absent or empty: the default meter)."""
+    return tag_value or DEFAULT_METER
 
 
 def quote_ident(name: str) -> str:
