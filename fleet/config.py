@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from fleet.calendar import CalendarError, parse_tz
 from fleet.errors import ConfigError
 
 _DURATION = re.compile(
@@ -95,6 +96,7 @@ class InfluxConfig:
     database: str = "fleet"
     retention_policy: str = "fleet_raw"
     retention: str = "INF"
+    rollup_retention: str = "INF"
     create_database: bool = True
     username: str = ""
     password: str = ""
@@ -107,8 +109,10 @@ class InfluxConfig:
         for key in ("database", "retention_policy"):
             if not re.fullmatch(r"[A-Za-z0-9_]{1,64}", getattr(self, key)):
                 raise ConfigError(f"influxdb.{key} must be 1-64 characters of [A-Za-z0-9_]")
-        if self.retention.upper() != "INF" and not re.fullmatch(r"\d+[hdw]", self.retention):
-            raise ConfigError("influxdb.retention must be INF or a duration like 52w, 30d, 24h")
+        for key in ("retention", "rollup_retention"):
+            value = getattr(self, key)
+            if value.upper() != "INF" and not re.fullmatch(r"\d+[hdw]", value):
+                raise ConfigError(f"influxdb.{key} must be INF or a duration like 52w, 30d, 24h")
         if self.timeout <= 0:
             raise ConfigError("influxdb.timeout must be positive")
 
@@ -192,6 +196,20 @@ class HttpConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class QueryConfig:
+    """Calendar queries: the fleet's own time zone, in which the daily coarse series are kept."""
+
+    timezone: str = "UTC"
+
+    def __post_init__(self) -> None:
+        try:
+            parse_tz(self.timezone)
+        except CalendarError:
+            raise ConfigError(f"query.timezone must be an IANA time zone such as Europe/Oslo, "
+                              f"got {self.timezone!r}") from None
+
+
+@dataclass(frozen=True, slots=True)
 class LocalConfig:
     data_dir: str = ".fleet"
     mosquitto_bin: str = "mosquitto"
@@ -272,6 +290,7 @@ class Config:
     ingest: IngestConfig = field(default_factory=IngestConfig)
     bridge: BridgeConfig = field(default_factory=BridgeConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
+    query: QueryConfig = field(default_factory=QueryConfig)
     local: LocalConfig = field(default_factory=LocalConfig)
     ship: ShipConfig = field(default_factory=ShipConfig)
     simulate: SimulateConfig = field(default_factory=SimulateConfig)
