@@ -132,9 +132,11 @@ class InfluxStore:
                         self.cfg.retention_policy, self.cfg.database,
                         durations[self.cfg.retention_policy], duration)
 
-    def write(self, body: bytes) -> None:
-        """POST line protocol (nanosecond timestamps) to ``/write``."""
-        path = (f"/write?db={self.cfg.database}&rp={self.cfg.retention_policy}&precision=ns")
+    def write(self, body: bytes, retention_policy: str | None = None) -> None:
+        """POST line protocol (nanosecond timestamps) to ``/write``, into the parts' retention
+        policy unless another is named."""
+        rp = retention_policy or self.cfg.retention_policy
+        path = (f"/write?db={self.cfg.database}&rp={rp}&precision=ns")
         resp = self._request("POST", path, body=body)
         status = resp.status
         if status == 204:

@@ -152,6 +152,27 @@ class InfluxClient:
                 self._observe(kind, time.perf_counter() - started)
         return _series(status, body, retry_after)
 
+    async def query_all(self, statements: list[str], kind: str = "calendar") -> list[list[Series]]:
+        """Several read-only statements in one ``/query`` round trip: each one's series, in order.
+
+        A missing database or retention policy gives no series for the statements concerned.
+        """
+        if not statements:
+            return []
+        params = {"db": self._database, "epoch": "u", "q": ";\n".join(statements)}
+        started = time.perf_counter()
+        try:
+            async with self._session.post(self._query_url, data=params) as resp:
+                body = await resp.read()
+                status = resp.status
+                retry_after = resp.headers.get("Retry-After")
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise StoreUnavailableError(self._unreachable(exc)) from exc
+        finally:
+            if self._observe is not None:
+                self._observe(kind, time.perf_counter() - started)
+        return _all_series(status, body, retry_after, len(statements))
+
     async def windows(self, ship: str | None, start_us: int, end_us: int,
                       every: str) -> list[WindowRow]:
         """Epoch-aligned windows of ``every`` holding data in [start, end), in time order.
@@ -362,6 +383,33 @@ def _series(status: int, body: bytes, retry_after: str | None) -> list[Series]:
         )
         for s in first.get("series") or ()
     ]
+
+
+def _all_series(status: int, body: bytes, retry_after: str | None,
+                count: int) -> list[list[Series]]:
+    """Every statement's series of a multi-statement answer (see :func:`_series`)."""
+    if status != 200:
+        _series(status, body, retry_after)  # raises the matching exception
+        raise StoreError(f"InfluxDB answered HTTP {status}")
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        doc = None
+    results = doc.get("results") if isinstance(doc, dict) else None
+    if not isinstance(results, list) or len(results) != count:
+        raise StoreError("InfluxDB answered without a result per statement")
+    out: list[list[Series]] = []
+    for result in results:
+        error = result.get("error") if isinstance(result, dict) else "not an object"
+        if error:
+            if isinstance(error, str) and error.startswith(_MISSING):
+                out.append([])
+                continue
+            raise StoreError(f"InfluxDB refused the query: {error}")
+        out.append([Series(name=str(s.get("name", "")), columns=tuple(s.get("columns") or ()),
+                           values=s.get("values") or [], tags=s.get("tags") or {})
+                    for s in result.get("series") or ()])
+    return out
 
 
 def _seconds(header: str | None) -> float | None:

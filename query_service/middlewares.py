@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
+from fleet.calendar import CalendarError
 from fleet.errors import StoreError, StoreUnavailableError
 from query_service.energy import ParameterError, ShipNotFoundError
 from query_service.typedefs import METRICS
@@ -71,7 +72,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         else:
             message = (exc.reason or "error").lower()
         return json_error(exc.status, message, headers)
-    except ParameterError as exc:
+    except (ParameterError, CalendarError) as exc:
         return json_error(400, str(exc))
     except ShipNotFoundError as exc:
         return json_error(404, str(exc))

@@ -41,6 +41,23 @@ _FILL = _param("fill", "none: only windows holding data; null: every window, emp
 _FORMAT = _param("format", "json (default) or csv; `Accept: text/csv` asks for CSV too.",
                  {"type": "string", "enum": ["json", "csv"]})
 _RANGE = [_START, _END, _EVERY, _LABEL, _FILL, _FORMAT]
+_CAL_EVERY = _param(
+    "every", "Window size: 15m and 1h are aligned to UTC; 1d, 1w (ISO weeks from Monday), 1mo "
+    "and 1y begin at local midnight in tz (a day across a daylight-saving change lasts 23 or 25 "
+    "hours; coverage is covered seconds over its real length).",
+    {"type": "string", "enum": ["15m", "1h", "1d", "1w", "1mo", "1y"], "default": "15m"})
+_TZ = _param("tz", "IANA time zone (default UTC) of the calendar periods and of the window times, "
+             "written with their local offset (2025-03-30T00:00:00+01:00). A zone whose offset "
+             "in the range is not a multiple of 15 minutes is a 400.",
+             {"type": "string", "default": "UTC", "example": "Europe/Oslo"})
+_METER = _param("meter", "One meter only (default: the sum over the ship's meters).",
+                {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,32}$"})
+_BY = _param("by", "by=meter: one series per meter, {\"meters\": {\"main\": [windows]}} in "
+             "place of windows.", {"type": "string", "enum": ["meter"]})
+_CALENDAR = [_START, _END, _CAL_EVERY, _TZ, _LABEL, _FILL, _METER, _FORMAT]
+_TRUNCATED = {"type": "string", "description": "Present when the range reaches before what the "
+              "15-minute parts still keep ([influxdb] retention) and part of the answer needed "
+              "them: data before this instant is not counted."}
 
 _WINDOW = {"type": "object", "required": ["time", "kwh", "coverage"], "properties": {
     "time": _TIME, "kwh": _NNUM,
@@ -180,11 +197,15 @@ _SPEC: dict[str, Any] = {
             "One ship's kWh per window",
             "CONTRACT section 5. A known ship with no data in range answers 200 with no "
             "windows.",
-            [_SHIP, *_RANGE],
-            _obj(["ship", "unit", "every", "label", "start", "end", "windows"],
+            [_SHIP, *_CALENDAR, _BY],
+            _obj(["ship", "unit", "every", "label", "start", "end"],
                  ship={"type": "string"}, unit={"type": "string"}, every={"type": "string"},
+                 tz={"type": "string"}, meter={"type": "string"},
                  label={"type": "string"}, start=_TIME, end=_TIME,
-                 windows={"type": "array", "items": _WINDOW}),
+                 truncated_before=_TRUNCATED,
+                 windows={"type": "array", "items": _WINDOW},
+                 meters={"type": "object", "additionalProperties": {
+                     "type": "array", "items": _WINDOW}}),
             not_found=True, tag="ships"),
         "/v1/ships/{id}/gaps": _read(
             "Missing and partial windows, merged into spans",
@@ -221,9 +242,12 @@ _SPEC: dict[str, Any] = {
         "/v1/fleet/energy": _read(
             "The fleet's kWh per window",
             "Per window: the fleet's total kWh, the number of ships with data in it, the mean "
-            "per reporting ship, and their mean coverage. Summed by InfluxDB (one subquery).",
-            list(_RANGE),
+            "per reporting ship, and their mean coverage. Calendar periods, tz and meter as for "
+            "one ship.",
+            list(_CALENDAR),
             _obj(["every", "label", "start", "end", "windows"], every={"type": "string"},
+                 tz={"type": "string"}, meter={"type": "string"},
+                 truncated_before=_TRUNCATED,
                  label={"type": "string"}, fill={"type": "string"}, unit={"type": "string"},
                  start=_TIME, end=_TIME, windows={"type": "array", "items": _obj(
                      ["time", "kwh", "ships", "mean_kwh", "coverage"], time=_TIME, kwh=_NNUM,

@@ -13,7 +13,8 @@ from fleet.config import MqttConfig
 from fleet.errors import StoreError
 from fleet.schema import EVERY_SECONDS
 from fleet.timeutil import US, WINDOW_US, floor_to
-from query_service import analysis
+from query_service import analysis, calendar_views
+from query_service.calendar_views import calendar_request
 from query_service.db import InfluxClient, WindowRow
 from query_service.energy import (
     FILLS,
@@ -65,8 +66,10 @@ async def data(request: web.Request) -> web.Response:
 
 
 async def ship_energy(request: web.Request) -> web.Response:
-    """``GET /v1/ships/{id}/energy?start=&end=&every=&label=&fill=``."""
+    """``GET /v1/ships/{id}/energy?start=&end=&every=&tz=&label=&fill=&meter=&by=``."""
     max_windows = request.app[CONFIG].http.max_windows
+    if calendar_request(request.query):
+        return await calendar_views.ship_energy(request)
     query = parse_query(request.match_info["id"], "id", request.query, max_windows)
     stored = await _ship_rows(request.app[INFLUX], query.ship, query.start_us, query.end_us,
                               query.every)
@@ -129,6 +132,8 @@ async def ships(request: web.Request) -> web.Response:
 
 async def fleet_energy(request: web.Request) -> web.Response:
     """``GET /v1/fleet/energy``: per window, the fleet's kWh, ships reporting, mean per ship."""
+    if calendar_request(request.query):
+        return await calendar_views.fleet_energy(request)
     query = parse_range(request.query, request.app[CONFIG].http.max_windows)
     rows = await request.app[INFLUX].fleet_windows(query.start_us, query.end_us, query.every)
     window_s = float(EVERY_SECONDS[query.every])

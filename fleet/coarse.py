@@ -1,0 +1,325 @@
+"""Coarse series: hourly (UTC) and daily (the fleet's zone) sums of the 15-minute parts.
+
+Storage (CONTRACT section 6), in the retention policy ``<retention_policy>_rollup`` (duration
+``[influxdb] rollup_retention``): measurements ``energy_1h`` (one point per UTC hour) and
+``energy_1d`` (one point per local day of ``[query] timezone``, stamped at that local midnight in
+UTC), tags ``ship`` and ``meter`` exactly as the parts (meter ``main`` untagged), fields ``kwh``,
+``seconds`` (sums of the parts whose start lies in the period) and ``n`` (how many parts; ``n = 0``
+marks a value whose parts are gone, read as "no data"). ``rollup_state`` (one point) records the
+schema version, the zone of the daily series and whether the series are complete (``ready``):
+readers use the coarse series only when it says so.
+
+:func:`reconcile` is the one way coarse values are written (bridge, backfill, ``fleetctl rollup
+rebuild``): it reads the parts, compares with what is stored, writes what differs, and reads the
+parts again, repeating until a read after its last write agrees. Never an increment: a value is
+always the sum of its parts as read back from InfluxDB, so late data, resends and corrections need
+nothing special. Why two bridges cannot leave a stale value: see :mod:`bridge.rollup`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+from zoneinfo import ZoneInfo
+
+from fleet.calendar import HOUR_US, day_boundaries, parse_tz
+from fleet.config import Config, InfluxConfig
+from fleet.schema import (
+    FIELD_KWH,
+    FIELD_SECONDS,
+    MEASUREMENT,
+    TAG_METER,
+    TAG_SHIP,
+    meter_name,
+    quote_ident,
+    quote_string,
+)
+from fleet.store import InfluxStore, _hours
+
+log = logging.getLogger(__name__)
+
+VERSION = 1
+HOURLY = "energy_1h"
+DAILY = "energy_1d"
+STATE = "rollup_state"
+FIELD_COUNT = "n"
+LEVELS = {"hour": HOURLY, "day": DAILY}
+
+
+def rollup_policy(cfg: InfluxConfig) -> str:
+    """The retention policy of the coarse series."""
+    return f"{cfg.retention_policy}_rollup"
+
+
+class Key(NamedTuple):
+    """One coarse value: level (``hour``/``day``), ship, meter name, period start (UTC us)."""
+
+    level: str
+    ship: str
+    meter: str
+    start_us: int
+
+
+class Sum(NamedTuple):
+    kwh: float
+    seconds: float
+    n: float
+
+
+EMPTY = Sum(0.0, 0.0, 0.0)
+
+
+@dataclass(frozen=True, slots=True)
+class State:
+    """What ``rollup_state`` says: schema version, zone of the daily series, complete or not."""
+
+    version: int
+    tz: str
+    ready: bool
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What :func:`reconcile` did: values written, rounds of read-back, and the differences it
+    found before writing (``Key`` -> (stored or None, expected or None))."""
+
+    written: int = 0
+    rounds: int = 0
+    clean: bool = True
+    differences: dict[Key, tuple[Sum | None, Sum | None]] = field(default_factory=dict)
+
+
+def _retention_clause(duration: str) -> str:
+    return "INF" if duration.upper() == "INF" else duration
+
+
+def ensure_policy(store: InfluxStore) -> None:
+    """Create (or follow a changed ``rollup_retention`` of) the coarse series' retention policy."""
+    cfg = store.cfg
+    db, rp = quote_ident(cfg.database), quote_ident(rollup_policy(cfg))
+    duration = _retention_clause(cfg.rollup_retention)
+    res = store.query(f"SHOW RETENTION POLICIES ON {db}")
+    durations = {row[0]: row[1] for s in res[0].get("series", []) for row in s.get("values", [])}
+    name = rollup_policy(cfg)
+    if name not in durations:
+        store.query(f"CREATE RETENTION POLICY {rp} ON {db} DURATION {duration} REPLICATION 1",
+                    write=True)
+        log.info("created retention policy %s on %s (duration %s)", name, cfg.database, duration)
+    elif _hours(durations[name]) != _hours(duration):
+        store.query(f"ALTER RETENTION POLICY {rp} ON {db} DURATION {duration}", write=True)
+        log.warning("retention policy %s: duration changed from %s to %s", name,
+                    durations[name], duration)
+
+
+def _source(cfg: InfluxConfig, measurement: str, rollup: bool) -> str:
+    rp = rollup_policy(cfg) if rollup else cfg.retention_policy
+    return f"{quote_ident(cfg.database)}.{quote_ident(rp)}.{quote_ident(measurement)}"
+
+
+def _ships_clause(ships: Sequence[str] | None) -> str:
+    if ships is None:
+        return ""
+    alternatives = " OR ".join(f"{quote_ident(TAG_SHIP)} = {quote_string(s)}" for s in ships)
+    return f"({alternatives}) AND "
+
+
+def _rows(result: list[dict[str, Any]]) -> Iterable[tuple[str, str, dict[str, Any]]]:
+    """(ship, meter name, row as a dict) for each row of a statement's series."""
+    for series in result[0].get("series", []) if result else []:
+        tags = series.get("tags") or {}
+        ship, meter = tags.get(TAG_SHIP, ""), meter_name(tags.get(TAG_METER))
+        columns = series["columns"]
+        for values in series.get("values", []):
+            yield ship, meter, dict(zip(columns, values, strict=True))
+
+
+def part_sums(store: InfluxStore, ships: Sequence[str] | None, start_us: int,
+              end_us: int) -> dict[tuple[str, str], list[tuple[int, Sum]]]:
+    """The parts summed per 15-minute window, per (ship, meter), in time order."""
+    if ships is not None and not ships:
+        return {}
+    q = (f"SELECT sum({quote_ident(FIELD_KWH)}) AS kwh, sum({quote_ident(FIELD_SECONDS)}) AS "
+         f"seconds, count({quote_ident(FIELD_KWH)}) AS n "
+         f"FROM {_source(store.cfg, MEASUREMENT, rollup=False)} WHERE {_ships_clause(ships)}"
+         f"time >= {start_us}u AND time < {end_us}u "
+         f"GROUP BY time(15m), {quote_ident(TAG_SHIP)}, {quote_ident(TAG_METER)} fill(none)")
+    out: dict[tuple[str, str], list[tuple[int, Sum]]] = {}
+    for ship, meter, row in _rows(store.query(q)):
+        if row["n"]:
+            out.setdefault((ship, meter), []).append(
+                (int(row["time"]), Sum(float(row["kwh"]), float(row["seconds"] or 0.0),
+                                       float(row["n"]))))
+    return out
+
+
+def expected(sums: dict[tuple[str, str], list[tuple[int, Sum]]], hours: Sequence[int],
+             days: Sequence[int]) -> dict[Key, Sum]:
+    """The coarse values over the given hour starts (each one hour long) and day boundaries
+    (consecutive pairs are the days), from 15-minute sums; windows are added in time order."""
+    out: dict[Key, Sum] = {}
+    hour_set = set(hours)
+    for (ship, meter), rows in sums.items():
+        acc: dict[Key, list[float]] = {}
+        di = 0
+        for t, s in rows:
+            h = t - t % HOUR_US
+            if h in hour_set:
+                _add(acc, Key("hour", ship, meter, h), s)
+            while di + 1 < len(days) and t >= days[di + 1]:
+                di += 1
+            if di + 1 < len(days) and days[di] <= t < days[di + 1]:
+                _add(acc, Key("day", ship, meter, days[di]), s)
+        out.update((k, Sum(v[0], v[1], v[2])) for k, v in acc.items())
+    return out
+
+
+def _add(acc: dict[Key, list[float]], key: Key, s: Sum) -> None:
+    v = acc.get(key)
+    if v is None:
+        acc[key] = [s.kwh, s.seconds, s.n]
+    else:
+        v[0] += s.kwh
+        v[1] += s.seconds
+        v[2] += s.n
+
+
+def stored(store: InfluxStore, ships: Sequence[str] | None, start_us: int,
+           end_us: int) -> dict[Key, Sum]:
+    """The coarse values stored with a period start in [start_us, end_us)."""
+    if ships is not None and not ships:
+        return {}
+    out: dict[Key, Sum] = {}
+    for level, measurement in LEVELS.items():
+        q = (f"SELECT {quote_ident(FIELD_KWH)}, {quote_ident(FIELD_SECONDS)}, "
+             f"{quote_ident(FIELD_COUNT)} FROM {_source(store.cfg, measurement, rollup=True)} "
+             f"WHERE {_ships_clause(ships)}time >= {start_us}u AND time < {end_us}u "
+             f"GROUP BY {quote_ident(TAG_SHIP)}, {quote_ident(TAG_METER)}")
+        for ship, meter, row in _rows(store.query(q)):
+            out[Key(level, ship, meter, int(row["time"]))] = Sum(
+                float(row[FIELD_KWH] or 0.0), float(row[FIELD_SECONDS] or 0.0),
+                float(row[FIELD_COUNT] or 0.0))
+    return out
+
+
+def lines(values: dict[Key, Sum]) -> str:
+    """Line protocol of coarse values (nanosecond timestamps), all for the rollup policy."""
+    out: list[str] = []
+    for key, s in sorted(values.items()):
+        tags = f",{TAG_METER}={key.meter}" if key.meter != "main" else ""
+        out.append(f"{LEVELS[key.level]}{tags},{TAG_SHIP}={key.ship} "
+                   f"{FIELD_KWH}={float(s.kwh)!r},{FIELD_SECONDS}={float(s.seconds)!r},"
+                   f"{FIELD_COUNT}={float(s.n)!r} {key.start_us * 1000}")
+    return "\n".join(out)
+
+
+def span(start_us: int, end_us: int, tz: ZoneInfo) -> tuple[int, int, list[int], list[int]]:
+    """For [start_us, end_us): the read span covering every hour and fleet-local day touching
+    it, the hour starts and the day boundaries inside that span."""
+    days = day_boundaries(start_us, end_us, tz)
+    a = min(days[0], start_us)
+    b = max(days[-1], end_us)
+    a -= a % HOUR_US
+    b = -(-b // HOUR_US) * HOUR_US
+    hours = list(range(a, b, HOUR_US))
+    return a, b, hours, days
+
+
+def horizon_us(cfg: InfluxConfig, now_us: int | None = None) -> int | None:
+    """Start of the oldest period whose parts are surely all still kept (None: kept forever)."""
+    hours = _hours(cfg.retention)
+    if not hours:
+        return None
+    now = time.time_ns() // 1000 if now_us is None else now_us
+    return now - int(hours * HOUR_US)
+
+
+def differences(store: InfluxStore, ships: Sequence[str] | None, start_us: int, end_us: int,
+                tz: ZoneInfo) -> tuple[dict[Key, Sum], dict[Key, tuple[Sum | None, Sum | None]]]:
+    """(expected values, {key: (stored, expected)} where they differ) for every hour and day
+    touching [start_us, end_us). Values beginning before the parts' retention are left out."""
+    a, b, hours, days = span(start_us, end_us, tz)
+    want = expected(part_sums(store, ships, a, b), hours, days)
+    have = stored(store, ships, a, b)
+    horizon = horizon_us(store.cfg)
+    day_starts = set(days[:-1])
+    diff: dict[Key, tuple[Sum | None, Sum | None]] = {}
+    for key in set(want) | set(have):
+        if horizon is not None and key.start_us < horizon:
+            continue
+        if key.level == "day" and key.start_us not in day_starts:
+            continue  # a day of another zone (the daily series are rebuilt on a zone change)
+        w, h = want.get(key), have.get(key)
+        if h is not None and h.n == 0 and w is None:
+            continue
+        if w != h:
+            diff[key] = (h, w)
+    return want, diff
+
+
+def reconcile(store: InfluxStore, ships: Sequence[str] | None, start_us: int, end_us: int,
+              tz: ZoneInfo, *, max_rounds: int = 20) -> Outcome:
+    """Bring every coarse value touching [start_us, end_us) to the sum of its parts.
+
+    Read the parts, write the values that differ from what is stored, and repeat until a read
+    of the parts made after the last write gives exactly what was written (the protocol
+    :mod:`bridge.rollup` relies on). A value whose parts are all gone is written as n = 0.
+    Raises the store's errors (the caller retries).
+    """
+    outcome = Outcome()
+    for _ in range(max_rounds):
+        outcome.rounds += 1
+        _want, diff = differences(store, ships, start_us, end_us, tz)
+        if outcome.rounds == 1:
+            outcome.differences = dict(diff)
+        if not diff:
+            outcome.clean = True
+            return outcome
+        values = {k: (w if w is not None else EMPTY) for k, (_h, w) in diff.items()}
+        store.write(lines(values).encode(), retention_policy=rollup_policy(store.cfg))
+        outcome.written += len(values)
+    outcome.clean = False
+    return outcome
+
+
+def read_state(store: InfluxStore) -> State | None:
+    q = f"SELECT * FROM {_source(store.cfg, STATE, rollup=True)}"
+    for _ship, _meter, row in _rows(store.query(q)):
+        return State(int(row.get("version") or 0), str(row.get("tz") or ""),
+                     bool(row.get("ready")))
+    return None
+
+
+def write_state(store: InfluxStore, state: State) -> None:
+    tz = state.tz.replace("\\", "\\\\").replace('"', '\\"')
+    body = (f'{STATE} version={state.version}i,tz="{tz}",ready={str(state.ready).lower()} 0')
+    store.write(body.encode(), retention_policy=rollup_policy(store.cfg))
+
+
+def drop_daily(store: InfluxStore) -> None:
+    """Remove the daily series (kept in another zone's days), before rebuilding them."""
+    store.query(f"DROP MEASUREMENT {quote_ident(DAILY)}", write=True)
+
+
+def parts_extent(store: InfluxStore, ships: Sequence[str] | None = None) -> tuple[int, int] | None:
+    """The first and last part start stored (None: no parts at all)."""
+    src = _source(store.cfg, MEASUREMENT, rollup=False)
+    where = f" WHERE {_ships_clause(ships)[:-5]}" if ships else ""
+    found: list[int] = []
+    for fn in ("first", "last"):
+        res = store.query(f"SELECT {fn}({quote_ident(FIELD_SECONDS)}) FROM {src}{where}")
+        rows = list(_rows(res))
+        if not rows:
+            return None
+        found.append(int(rows[0][2]["time"]))
+    return found[0], found[1]
+
+
+def fleet_zone(cfg: Config) -> ZoneInfo:
+    return parse_tz(cfg.query.timezone)
+
+
+def chunks(start_us: int, end_us: int, step_us: int) -> list[tuple[int, int]]:
+    return [(t, min(t + step_us, end_us)) for t in range(start_us, end_us, step_us)]

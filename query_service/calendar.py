@@ -1,0 +1,222 @@
+"""The calendar reader: per-ship, per-meter energy of calendar periods, from the coarsest exact series.
+
+Public API (for the energy endpoints and for reports)::
+
+    async def period_totals(influx: InfluxClient, config: Config, start_us: int, end_us: int,
+                            every: str, tz: ZoneInfo, *, ships: Sequence[str] | None = None,
+                            meter: str | None = None,
+                            max_windows: int | None = None) -> CalendarAnswer
+
+``every`` and ``tz`` come from :func:`fleet.calendar.parse_every` / :func:`fleet.calendar.parse_tz`
+(their CalendarError is a 400 naming the parameter; ``period_totals`` raises it too, for more than
+``max_windows`` periods or a zone whose offset is not a multiple of 15 minutes). ``ships=None``
+reads every ship; ``meter=None`` every meter. The answer holds ``periods`` (every period touching
+[start_us, end_us), whole, in order: a Period's ``length_us`` is its real length, the divisor of
+coverage), ``totals[(ship, meter)][i]`` = :class:`Total` (kWh and covered seconds inside the range,
+only for periods holding data), and ``truncated_before`` (UTC us, or None): when the range reaches
+before what the 15-minute parts still keep (``[influxdb] retention``) and part of the answer had to
+come from them, data before that instant is left out, and the answer says so.
+
+Exactness: each total is the sum of the parts whose start lies in the period and the range, read
+from the daily series (days of the fleet's zone, when the request's zone is that one), the hourly
+series (whole UTC hours, when every period boundary is one) and the parts for the rest
+(:func:`fleet.calendar.plan`); the coarse series are used only when ``rollup_state`` says they are
+complete. InfluxDB sums between boundaries decided here; its ``tz()`` is never used.
+"""
+
+from __future__ import annotations
+
+import bisect
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from fleet.calendar import QUARTER_US, US, Period, Piece, parse_tz, periods, plan
+from fleet.coarse import DAILY, FIELD_COUNT, HOURLY, STATE, VERSION, horizon_us, rollup_policy
+from fleet.config import Config
+from fleet.schema import (
+    FIELD_KWH,
+    FIELD_SECONDS,
+    MEASUREMENT,
+    TAG_METER,
+    TAG_SHIP,
+    meter_name,
+    meter_tag,
+    quote_ident,
+    quote_string,
+)
+from query_service.db import InfluxClient, Series
+
+_STEPS_S = (86400, 43200, 21600, 10800, 7200, 3600, 1800, 900)
+_STATE_TTL = 5.0
+_state_cache: dict[int, tuple[float, str | None]] = {}
+
+
+@dataclass(frozen=True, slots=True)
+class Total:
+    """Energy of one (ship, meter) in one period, inside the range: kWh and covered seconds."""
+
+    kwh: float
+    seconds: float
+
+
+@dataclass(slots=True)
+class CalendarAnswer:
+    periods: list[Period]
+    totals: dict[tuple[str, str], dict[int, Total]] = field(default_factory=dict)
+    truncated_before: int | None = None
+    sources: list[Piece] = field(default_factory=list)
+
+
+async def coarse_zone(influx: InfluxClient, config: Config) -> str | None:
+    """The zone of the daily series when the coarse series are complete, else None (cached)."""
+    now = time.monotonic()
+    cached = _state_cache.get(id(influx))
+    if cached is not None and cached[0] > now:
+        return cached[1]
+    src = _source(config, STATE, rollup=True)
+    [result] = await influx.query_all([f"SELECT * FROM {src}"], kind="rollup_state")
+    zone: str | None = None
+    for series in result:
+        cols = series.columns
+        for row in series.values:
+            values = dict(zip(cols, row, strict=True))
+            if values.get("ready") and int(values.get("version") or 0) == VERSION:
+                zone = str(values.get("tz") or "")
+    _state_cache[id(influx)] = (now + _STATE_TTL, zone)
+    return zone
+
+
+def _source(config: Config, measurement: str, *, rollup: bool) -> str:
+    cfg = config.influxdb
+    rp = rollup_policy(cfg) if rollup else cfg.retention_policy
+    return f"{quote_ident(cfg.database)}.{quote_ident(rp)}.{quote_ident(measurement)}"
+
+
+def _where(ships: Sequence[str] | None, meter: str | None, start_us: int, end_us: int) -> str:
+    clauses = []
+    if ships is not None:
+        clauses.append("(" + " OR ".join(f"{quote_ident(TAG_SHIP)} = {quote_string(s)}"
+                                         for s in ships) + ")")
+    if meter is not None:
+        clauses.append(f"{quote_ident(TAG_METER)} = {quote_string(meter_tag(meter))}")
+    clauses.append(f"time >= {start_us}u AND time < {end_us}u")
+    return " AND ".join(clauses)
+
+
+def _grouping(piece: Piece, inner: list[int]) -> tuple[int, int] | None:
+    """(step s, offset s) of a GROUP BY time whose buckets never straddle an inner boundary."""
+    if not inner:
+        return None
+    floor = {"parts": 900, "hour": 3600, "day": 900}[piece.source]
+    for step in _STEPS_S:
+        if step < floor:
+            break
+        step_us = step * US
+        if all((b - inner[0]) % step_us == 0 for b in inner):
+            return step, (inner[0] % step_us) // US
+    return 900, (inner[0] % QUARTER_US) // US
+
+
+def _statements(config: Config, pieces: list[Piece], plist: list[Period],
+                ships: Sequence[str] | None,
+                meter: str | None) -> list[tuple[Piece, int, str]]:
+    """(piece, first period index, statement): each statement's rows belong to the period holding
+    max(row time, its piece's start)."""
+    starts = [p.start_us for p in plist]
+    out: list[tuple[Piece, int, str]] = []
+    for piece in pieces:
+        if piece.source == "parts":
+            src, n = _source(config, MEASUREMENT, rollup=False), f"count({quote_ident(FIELD_KWH)})"
+        else:
+            measurement = HOURLY if piece.source == "hour" else DAILY
+            src, n = _source(config, measurement, rollup=True), f"sum({quote_ident(FIELD_COUNT)})"
+        select = (f"SELECT sum({quote_ident(FIELD_KWH)}) AS kwh, "
+                  f"sum({quote_ident(FIELD_SECONDS)}) AS seconds, {n} AS n FROM {src} WHERE ")
+        tags = f"{quote_ident(TAG_SHIP)}, {quote_ident(TAG_METER)}"
+        first = bisect.bisect_right(starts, piece.start_us) - 1
+        last = bisect.bisect_left(starts, piece.end_us) - 1
+        inner = starts[first + 1:last + 1]
+        grouping = _grouping(piece, inner)
+        if grouping is None:
+            out.append((piece, first, select + _where(ships, meter, piece.start_us, piece.end_us)
+                        + f" GROUP BY {tags}"))
+            continue
+        step, offset = grouping
+        buckets = (piece.end_us - piece.start_us) // (step * US) + 1
+        periods_in = len(inner) + 1
+        if buckets > 4 * periods_in and periods_in <= 400:
+            # A few statements of one sum each beat many buckets to read and add up here.
+            bounds = [piece.start_us, *inner, piece.end_us]
+            for i in range(periods_in):
+                sub = Piece(piece.source, bounds[i], bounds[i + 1])
+                out.append((sub, first + i, select + _where(ships, meter, sub.start_us, sub.end_us)
+                            + f" GROUP BY {tags}"))
+            continue
+        out.append((piece, first, select + _where(ships, meter, piece.start_us, piece.end_us)
+                    + f" GROUP BY time({step}s, {offset}s), {tags} fill(none)"))
+    return out
+
+
+def _add(answer: CalendarAnswer, starts: list[int], piece: Piece, series: Series) -> None:
+    cols = series.columns
+    t, k, s, n = (cols.index(c) for c in ("time", "kwh", "seconds", "n"))
+    key = (series.tags.get(TAG_SHIP, ""), meter_name(series.tags.get(TAG_METER)))
+    per = answer.totals.setdefault(key, {})
+    for row in series.values:
+        if not row[n] or row[k] is None:
+            continue
+        at = max(int(row[t]), piece.start_us)
+        i = bisect.bisect_right(starts, at) - 1
+        old = per.get(i)
+        kwh, seconds = float(row[k]), float(row[s] or 0.0)
+        per[i] = Total(kwh, seconds) if old is None else Total(old.kwh + kwh,
+                                                             old.seconds + seconds)
+
+
+async def period_totals(influx: InfluxClient, config: Config, start_us: int, end_us: int,
+                        every: str, tz: ZoneInfo, *, ships: Sequence[str] | None = None,
+                        meter: str | None = None,
+                        max_windows: int | None = None) -> CalendarAnswer:
+    """Per (ship, meter), the energy of each period of ``every`` in ``tz`` (see the module doc)."""
+    plist = periods(start_us, end_us, every, tz, max_windows)
+    answer = CalendarAnswer(plist)
+    if ships is not None and not ships:
+        return answer
+    zone = None if every == "15m" else await coarse_zone(influx, config)
+    fleet_tz = parse_tz(zone) if zone else parse_tz(config.query.timezone)
+    pieces = plan(start_us, end_us, every, tz, fleet_tz, hourly=zone is not None,
+                  daily=zone is not None, period_list=plist)
+    horizon = horizon_us(config.influxdb)
+    if horizon is not None and any(p.source == "parts" and p.start_us < horizon for p in pieces):
+        answer.truncated_before = horizon
+        pieces = [p if p.source != "parts" or p.start_us >= horizon
+                  else Piece("parts", horizon, p.end_us)
+                  for p in pieces if p.source != "parts" or p.end_us > horizon]
+    answer.sources = pieces
+    statements = _statements(config, pieces, plist, ships, meter)
+    results = await influx.query_all([s for _p, _i, s in statements])
+    starts = [p.start_us for p in plist]
+    for (piece, _first, _statement), result in zip(statements, results, strict=True):
+        for series in result:
+            _add(answer, starts, piece, series)
+    return answer
+
+
+def ship_sums(answer: CalendarAnswer) -> dict[str, dict[int, Total]]:
+    """The answer summed over meters, per ship."""
+    out: dict[str, dict[int, Total]] = {}
+    for (ship, _meter), per in answer.totals.items():
+        acc = out.setdefault(ship, {})
+        for i, total in per.items():
+            old = acc.get(i)
+            acc[i] = total if old is None else Total(old.kwh + total.kwh,
+                                                     old.seconds + total.seconds)
+    return out
+
+
+def describe(answer: CalendarAnswer) -> dict[str, Any]:
+    """Which series served which sub-range (for logs and tests)."""
+    return {"sources": [(p.source, p.start_us, p.end_us) for p in answer.sources]}
