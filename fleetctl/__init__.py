@@ -1,0 +1,1 @@
+"""fleetctl: the command line, one module per command group."""
