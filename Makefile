@@ -67,7 +67,7 @@ test: venv test-deps check compose-check
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 run: venv run-deps
-	$(BIN)/python -m fleet.run
+	$(BIN)/python -m launcher
 
 bench: venv run-deps
 	$(BIN)/pip install --quiet -e '.[dev,bench]'
