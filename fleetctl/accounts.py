@@ -101,7 +101,7 @@ def register(tree: CommandTree) -> None:
     remove.add_argument("ship_id")
     tree.command("ship list", _ship_list, "list ship ids, one per line")
 
-    tree.group("operator", "operator accounts (read fleet/#, write nothing)")
+    tree.group("operator", f"operator accounts (read {topics.EVERYTHING}, write nothing)")
     op = tree.command("operator add", _operator_add, "create an operator's broker account")
     op.add_argument("name", help="1-64 characters of [A-Za-z0-9_-]; the MQTT username")
     op.add_argument("--password", help="use this password instead of generating one")

@@ -194,7 +194,7 @@ def register(tree: CommandTree) -> None:
     tree.group("fleet", "the whole fleet at a glance")
     fs = tree.command("fleet status", _fleet_status,
                       "every ship: presence, newest stored data and window")
-    fs.add_argument("--username", help="a broker account reading fleet/# (default: the query "
+    fs.add_argument("--username", help=f"a broker account reading {topics.EVERYTHING} (default: the query "
                                        "service's or the bridge's, from the data directory)")
     fs.add_argument("--password")
     fs.add_argument("--json", action="store_true")

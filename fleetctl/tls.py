@@ -7,6 +7,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from fleet import topics
 from fleet.config import load_config
 from fleet.tls import CA_CERT, client_cert, init, tls_dir
 
@@ -28,7 +29,7 @@ def _init_cmd(args: argparse.Namespace) -> int:
     print("Clients use it with:")
     print(f"  export FLEET_MQTT_TLS_CA={directory / CA_CERT}")
     print(f"  mosquitto_sub --cafile {directory / CA_CERT} -h localhost -p {port} "
-          "-u OPERATOR -P PASSWORD -t 'fleet/#' -v")
+          f"-u OPERATOR -P PASSWORD -t '{topics.EVERYTHING}' -v")
     return 0
 
 

@@ -13,12 +13,12 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from types import FrameType
 
 from fleet import paths, topics
 from fleet.accounts import Accounts
 from fleet.config import Config, load_config
 from fleet.errors import FleetError
+from fleet.service import setup_logging, stop_on_signals
 from fleet.tls import server_files
 from fleet.tokens import DEV_TOKEN_NAME, ensure_dev_token
 from launcher.servers import (
@@ -192,8 +192,7 @@ def simulate_banner(cfg: Config, ships: list[str]) -> str:
 
 
 def main() -> int:
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging()
     try:
         cfg = load_config()
         _check_ports(cfg)
@@ -201,14 +200,7 @@ def main() -> int:
         print(f"make run: {exc}", file=sys.stderr)
         return 2
 
-    stop = threading.Event()
-
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        log.info("received %s; stopping everything", signal.Signals(signum).name)
-        stop.set()
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+    stop = stop_on_signals(log, "stopping everything")
 
     cfg.local.path.mkdir(parents=True, exist_ok=True)
     accounts = Accounts(broker_dir(cfg))
