@@ -23,7 +23,7 @@ from fleet.store import InfluxStore
 from fleet.timeutil import format_datetime, parse_datetime
 
 if TYPE_CHECKING:
-    from fleet.cli import CommandTree
+    from fleetctl.main import CommandTree
 
 CHUNK_US = 7 * DAY_US
 

@@ -23,8 +23,8 @@ from typing import Any
 import pytest
 
 from fleet.calendar import local_iso, parse_tz, periods
-from fleet.local import Service, free_port
 from fleet.timeutil import format_datetime, parse_datetime
+from launcher.servers import Service, free_port
 from tests.conftest import MqttSession, Stack, eventually
 
 pytestmark = pytest.mark.integration
@@ -69,7 +69,7 @@ class History:
             assert resp.status == 204
 
     def fleetctl(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "fleet.cli", *args],
+        return subprocess.run([sys.executable, "-m", "fleetctl", *args],
                               env=self.stack.env_with(**self.env()), capture_output=True,
                               text=True, timeout=60, check=False)
 
