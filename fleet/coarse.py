@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 from zoneinfo import ZoneInfo
 
 from fleet.calendar import HOUR_US, day_boundaries, parse_tz
 from fleet.config import Config, InfluxConfig
+from fleet.errors import StoreError
 from fleet.schema import (
     FIELD_KWH,
     FIELD_SECONDS,
@@ -360,3 +361,21 @@ def fleet_zone(cfg: Config) -> ZoneInfo:
 
 def chunks(start_us: int, end_us: int, step_us: int) -> list[tuple[int, int]]:
     return [(t, min(t + step_us, end_us)) for t in range(start_us, end_us, step_us)]
+
+
+def rebuild(store: InfluxStore, tz: ZoneInfo, ships: Sequence[str] | None, start_us: int,
+            end_us: int, progress: Callable[[int, int, int, int], None] | None = None) -> int:
+    """Reconcile every coarse value touching [start_us, end_us), a week at a time; returns how
+    many values were written. ``progress(done, total, chunk_start_us, written)`` after each week.
+    For data written around the bridge (bulk loads): the bridge keeps up with what it stores."""
+    io = InfluxCoarse(store)
+    pieces = chunks(start_us, end_us, 7 * 86_400 * 1_000_000)
+    written = 0
+    for i, (a, b) in enumerate(pieces, 1):
+        outcome = reconcile(io, ships, a, b, tz)
+        if not outcome.clean:
+            raise StoreError("coarse values kept changing while being rebuilt; try again")
+        written += outcome.written
+        if progress is not None:
+            progress(i, len(pieces), a, written)
+    return written
