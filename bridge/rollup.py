@@ -263,9 +263,12 @@ class Rollup:
                     continue
             try:
                 self.update(taken)
-            except (StoreError, _NotCleanError) as exc:
+            except Exception as exc:  # a bug must not end the updates silently either
                 self.failures += 1
-                log.warning("coarse series update failed, retrying in %.1fs: %s", delay, exc)
+                if isinstance(exc, StoreError | _NotCleanError):
+                    log.warning("coarse series update failed, retrying in %.1fs: %s", delay, exc)
+                else:
+                    log.exception("coarse series update failed, retrying in %.1fs", delay)
                 if self._stop.wait(delay):
                     return  # the journal keeps them for the next start
                 delay = min(delay * 2, self.cfg.bridge.retry_max_delay)
@@ -373,8 +376,10 @@ class Rollup:
                 return
             except StoreError as exc:
                 log.warning("coarse series build interrupted, resuming in %.0fs: %s", delay, exc)
-                self._stop.wait(delay)
-                delay = min(delay * 2, 60.0)
+            except Exception:  # a bug: keep trying (and saying so) rather than stop silently
+                log.exception("coarse series build failed, retrying in %.0fs", delay)
+            self._stop.wait(delay)
+            delay = min(delay * 2, 60.0)
 
     def build(self) -> None:
         """Build the coarse series from the stored parts when ``rollup_state`` says they are
