@@ -99,8 +99,9 @@ class Rig:
         self.bridges.clear()
 
     @staticmethod
-    def metric(svc: Service, name: str, **labels: str) -> float:
-        """One sample from the bridge's /metrics (0 when absent)."""
+    def metric(svc: Service, name: str, default: float | None = None, **labels: str) -> float:
+        """One sample from the bridge's /metrics; a missing sample fails the test unless a
+        ``default`` is given (a labelled counter appears only once counted)."""
         assert svc.env is not None
         port = svc.env["FLEET_BRIDGE_METRICS_PORT"]
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
@@ -108,7 +109,10 @@ class Rig:
         want = ",".join(f'{k}="{v}"' for k, v in labels.items())
         pattern = re.escape(name) + (r"\{" + re.escape(want) + r"\}" if want else "") + r" (\S+)"
         m = re.search(r"^" + pattern + r"$", text, re.MULTILINE)
-        return float(m.group(1)) if m else 0.0
+        if m:
+            return float(m.group(1))
+        assert default is not None, f"no sample {name}{labels or ''} in the bridge's /metrics"
+        return default
 
     # -- checks -------------------------------------------------------------------------------
     def stored(self, ships: Sequence[str]) -> dict[tuple[str, int], tuple[float, float]]:
