@@ -26,12 +26,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
-
 from bench.load import expected_points, message_span_s, payload
 from bench.stack import SHIPS, Bench, cpu_seconds
 from bench.stats import Figure, ShortfallError, log
+from fleet import topics
+from fleet.mqttclient import plain_client
 from fleet.normalize import process_payload
 from fleet.schema import lines
 
@@ -225,13 +224,11 @@ def broker_ceiling(b: Bench, case: IngestCase, per_ship: int, base: int) -> tupl
     ship, ship_pw = b.ships[0]
     proc = subprocess.Popen(
         ["mosquitto_sub", "-h", "127.0.0.1", "-p", str(b.cfg.mqtt.port), "-u", user, "-P",
-         password, "-q", "1", "-V", "mqttv5", "-F", "%t", "-t", "fleet/ships/+/readings",
-         "-t", f"fleet/ships/{ship}/status"], stdout=subprocess.PIPE)
+         password, "-q", "1", "-V", "mqttv5", "-F", "%t", "-t", topics.READINGS_FILTER,
+         "-t", topics.status(ship)], stdout=subprocess.PIPE)
     counter = _LineCounter(proc)
     # Subscribed once a marker on the ship's status topic comes through.
-    marker = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-marker-{time.time_ns()}",
-                         protocol=MQTTProtocolVersion.MQTTv5)
-    marker.username_pw_set(ship, ship_pw)
+    marker = plain_client(f"bench-marker-{time.time_ns()}", username=ship, password=ship_pw)
     marker.connect(b.cfg.mqtt.host, b.cfg.mqtt.port)
     marker.loop_start()
     try:
@@ -239,7 +236,7 @@ def broker_ceiling(b: Bench, case: IngestCase, per_ship: int, base: int) -> tupl
         while counter.markers == 0:
             if time.monotonic() > deadline:
                 raise ShortfallError("mosquitto_sub did not subscribe within 20 s")
-            marker.publish(f"fleet/ships/{ship}/status", b"{}", qos=1).wait_for_publish(5)
+            marker.publish(topics.status(ship), b"{}", qos=1).wait_for_publish(5)
             time.sleep(0.1)
     finally:
         marker.disconnect()

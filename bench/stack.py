@@ -23,8 +23,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
@@ -32,7 +30,8 @@ from bench.load import run_base
 from bench.stats import ShortfallError, log
 from fleet.accounts import Accounts
 from fleet.config import Config, load_config
-from fleet.local import (
+from fleet.mqttclient import plain_client
+from launcher.servers import (
     REPO_ROOT,
     Service,
     bridge_service,
@@ -124,9 +123,8 @@ class Bench:
         """Connect as ``client_id`` with a clean start and no expiry: the broker drops its
         session and whatever was queued for it."""
         done = threading.Event()
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
-                             protocol=MQTTProtocolVersion.MQTTv5)
-        client.username_pw_set(self.cfg.mqtt.username, self.cfg.mqtt.password or None)
+        client = plain_client(client_id, username=self.cfg.mqtt.username,
+                              password=self.cfg.mqtt.password or None)
         client.on_connect = lambda *_a: done.set()
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = 0
