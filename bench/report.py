@@ -67,6 +67,23 @@ def ingest_table(ing: IngestResult) -> list[str]:
     return out
 
 
+def below(ing: IngestResult) -> list[str]:
+    """Every ceiling that came out under the pipeline in this run, said plainly."""
+    names = {"broker": "the broker ceiling", "null": "the bridge without the database",
+             "raw": "the bridge without database nor normalization", "influx": "the InfluxDB ceiling"}
+    out = []
+    for c in ing.cases:
+        r = ing.readings[c.name]
+        for row, name in names.items():
+            if r[row].values and r[row].median < r["pipeline"].median:
+                out.append(f"- {c.name}: {name} ({r[row].median:,.0f} readings/s) is below the "
+                           f"pipeline ({r['pipeline'].median:,.0f}), so it is no ceiling: that run "
+                           "was limited by something else sharing the two cores (the CPU shares "
+                           "below say what runs beside it); read it as a floor of the stage.")
+    return ["All ceilings are above the pipeline in this run."] if not out else [
+        "Ceilings below the pipeline in this run:", "", *out]
+
+
 def targets(r: dict[str, Any]) -> list[tuple[str, float, float, bool]]:
     rows: list[tuple[str, float, float, bool]] = []
     ing: IngestResult | None = r.get("ingest")
@@ -145,7 +162,7 @@ def results_md(r: dict[str, Any]) -> str:
                 "the InfluxDB ceiling writes the bridge's line protocol for the same messages in "
                 "the bridge's measured batch size over one keep-alive connection. mosquitto_sub "
                 "used " + ", ".join(f"{k}: {f.fmt('', 2)}" for k, f in r["ingest"].sub_cpu.items()
-                                    if f.values) + " of a core.", ""]
+                                    if f.values) + " of a core.", "", *below(r["ingest"]), ""]
     if "latency" in r:
         lat = r["latency"]
         out += [f"## Latency (PUBACK to queryable; 100 ships at {lat.rate:,.0f} messages/s in "

@@ -29,7 +29,7 @@ from typing import Any
 
 import pytest
 
-from bench.load import LoadResult, Publisher
+from bench.load import LoadResult, Publisher, iso
 from fleet.errors import PayloadError
 from fleet.normalize import process_payload, windows
 from launcher.servers import Service, free_port
@@ -40,10 +40,6 @@ BASE = 1_535_068_800  # 2018-08-24T00:00:00Z
 # seconds) and a short retry backoff (so a case does not wait 30 s for the next attempt).
 BRIDGE_ENV = {"FLEET_BRIDGE_MAX_INFLIGHT": "1000", "FLEET_BRIDGE_RETRY_MAX_DELAY": "1",
               "FLEET_INFLUXDB_TIMEOUT": "5"}
-
-
-def iso(ts: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
 
 
 def good_message(ship: str, i: int, base: int = BASE) -> bytes:
