@@ -226,12 +226,16 @@ class Publisher:
         deadline = time.monotonic() + timeout
         last_misc = 0.0
         window = self.window
+        cursor = 0
         while time.monotonic() < deadline and not (stop is not None and stop.is_set()):
             budget = total - sent if rate is None else int(rate * (time.perf_counter() - t0)) - sent
             progressed = True
             while budget > 0 and progressed:
                 progressed = False
-                for k in range(n):
+                # Round robin from where the last pass stopped: under a rate every ship sends in
+                # turn (ship k's message i is the (i * n + k)-th), not the first ships first.
+                for j in range(n):
+                    k = (cursor + j) % n
                     s = self._ships[k]
                     msgs = messages[k]
                     if s.next >= len(msgs) or s.inflight >= window or not s.connected:
@@ -246,6 +250,7 @@ class Publisher:
                     budget -= 1
                     progressed = True
                     if budget <= 0:
+                        cursor = k + 1
                         break
             outstanding = sum(s.inflight for s in self._ships)
             if sent >= total and outstanding == 0:

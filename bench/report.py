@@ -147,7 +147,7 @@ def memory_growth(m: Any) -> float:
 def results_md(r: dict[str, Any]) -> str:
     out = ["# Benchmark results", "",
            f"Commit measured: `{r['commit']}`. Reproduce with `make bench` (`python -m bench "
-           f"--runs {r['runs']}`{' --quick' if r['quick'] else ''}); this run took "
+           f"--runs {r['runs']}{' --quick' if r['quick'] else ''}`); this run took "
            f"{r['duration']:.0f} s on {os.cpu_count()} cores. Figures: median (min..max) over "
            f"{r['runs']} runs; the ceilings ran interleaved with the pipeline, same publishers, "
            "same messages, same stop rule (the exact number of points the messages make).", ""]
