@@ -39,9 +39,10 @@ def _prepare_store(cfg: Config, stop: threading.Event) -> InfluxStore | None:
     return None
 
 
-def _prepare_rollup(cfg: Config, store: InfluxStore, stop: threading.Event) -> Rollup | None:
+def _prepare_rollup(cfg: Config, store: InfluxStore, stop: threading.Event,
+                    metrics: BridgeMetrics) -> Rollup | None:
     """The coarse series' policies, unfinished journal entries, worker and background build."""
-    rollup = Rollup(cfg, store)
+    rollup = Rollup(cfg, store, metrics=metrics)
     delay = 0.5
     while not stop.is_set():
         try:
@@ -77,7 +78,7 @@ def run(cfg: Config, *, store: Store | None = None, bridge_type: type[Bridge] = 
     writes_to = store
     rollup = None
     if coarse and isinstance(store, InfluxStore):
-        rollup = _prepare_rollup(cfg, store, stop)
+        rollup = _prepare_rollup(cfg, store, stop, metrics)
         if rollup is None:
             return 0
 

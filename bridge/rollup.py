@@ -49,6 +49,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from bridge.metrics import BridgeMetrics
 from fleet import coarse
 from fleet.calendar import DAY_US, HOUR_US, period_start
 from fleet.config import Config
@@ -138,8 +139,10 @@ def spans(hours: set[int]) -> list[tuple[int, int]]:
 class Rollup:
     """Journal, worker thread and background build of the coarse series for one bridge."""
 
-    def __init__(self, cfg: Config, store: InfluxStore, io: coarse.CoarseIO | None = None) -> None:
+    def __init__(self, cfg: Config, store: InfluxStore, io: coarse.CoarseIO | None = None,
+                 metrics: BridgeMetrics | None = None) -> None:
         self.cfg = cfg
+        self.metrics = metrics
         self.store = store
         self.io = io if io is not None else coarse.InfluxCoarse(store)
         self.tz = coarse.fleet_zone(cfg)
@@ -212,6 +215,9 @@ class Rollup:
             try:
                 self.store.write(body, retention_policy=journal_policy(self.cfg))
             except StoreError as exc:
+                if self.metrics is not None:  # counted like any failed write of the bridge
+                    self.metrics.write_errors.labels(
+                        "unavailable" if _retryable(exc) else "rejected").inc()
                 if _missing(exc) or not _retryable(exc) or time.monotonic() > give_up:
                     # Never hold the parts (and the PUBACK) back for the journal: the coarse
                     # update still runs from memory; only a crash before it would miss it
