@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
+from alerts.local import alertmanager_binary, alertmanager_service, alerts_service
+from alerts.service import ensure_api_token
 from fleet.accounts import Accounts
 from fleet.config import Config, load_config
 from fleet.errors import FleetError
@@ -179,6 +181,24 @@ def simulate_banner(cfg: Config, ships: list[str]) -> str:
             f"{cfg.mqtt.host} -p {cfg.mqtt.port} -u me -P PASSWORD -t 'fleet/#' -v")
 
 
+def _alert_services(cfg: Config, env: dict[str, str]) -> list[Service]:
+    """Alertmanager (when installed and none is configured) and the alert service (issue 10)."""
+    out: list[Service] = []
+    if not cfg.alerts.alertmanager_url and alertmanager_binary():
+        port = 9093 if not port_in_use(9093) else free_port()
+        out.append(alertmanager_service(cfg.local.path, port))
+        env["FLEET_ALERTS_ALERTMANAGER_URL"] = f"http://127.0.0.1:{port}"
+    if cfg.alerts.metrics_port and port_in_use(cfg.alerts.metrics_port):
+        env["FLEET_ALERTS_METRICS_PORT"] = str(free_port())
+    return [*out, alerts_service(load_config(env=env), env)]
+
+
+def _alerts_banner(env: dict[str, str]) -> str:
+    url = env.get("FLEET_ALERTS_ALERTMANAGER_URL") or load_config(env=env).alerts.alertmanager_url
+    return (f"Alerts: retained on fleet/alerts/<ship>/<rule>; Alertmanager "
+            f"{url + ' (its page; /api/v2/alerts)' if url else 'not configured'}")
+
+
 def main() -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -206,6 +226,8 @@ def main() -> int:
     if cfg.http.mqtt_username:
         accounts.ensure_service(cfg.http.mqtt_username, "query", cfg.http.mqtt_password or None)
     dev_token = ensure_dev_token(cfg.local.path) if cfg.http.auth == "token" else ""
+    accounts.ensure_service(cfg.alerts.mqtt_username, "alerts", cfg.alerts.mqtt_password or None)
+    ensure_api_token(cfg.local.path)  # the alert service reads anomaly scores over HTTP
     ship, ship_password = _demo_ship(cfg, accounts)
     sim_ships = simulated_ids(cfg.simulate.prefix, cfg.simulate.ships)
     if sim_ships:
@@ -216,6 +238,7 @@ def main() -> int:
         log.warning("bridge metrics port %d is busy; using %d", cfg.bridge.metrics_port,
                     metrics_port)
     env = _env(cfg, bridge_password, metrics_port)
+    extra = _alert_services(cfg, env)
 
     started: list[Service] = []
 
@@ -226,7 +249,7 @@ def main() -> int:
 
     try:
         for svc in (influxd_service(cfg), mosquitto_service(cfg), bridge_service(cfg, env),
-                    query_service(cfg, env)):
+                    query_service(cfg, env), *extra):
             if stop.is_set():
                 return 0
             start(svc)
@@ -237,6 +260,7 @@ def main() -> int:
         print(dev_token_text(f"http://{cfg.http.host}:{cfg.http.port}", dev_token,
                              auth=cfg.http.auth), flush=True)
         print(simulate_banner(cfg, sim_ships), flush=True)
+        print(_alerts_banner(env), flush=True)
         Path(cfg.local.path / "run").mkdir(exist_ok=True)
         supervise(started, stop)
     except FleetError as exc:
