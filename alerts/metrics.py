@@ -19,9 +19,10 @@ class _Live(Collector):
     """Gauges computed at scrape time from the engine's state."""
 
     def __init__(self, firing: Callable[[], dict[str, int]],
-                 last_seen: Callable[[], dict[str, int]]) -> None:
+                 last_seen: Callable[[], dict[str, int]], backlog: Callable[[], int]) -> None:
         self._firing = firing
         self._last_seen = last_seen
+        self._backlog = backlog
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         firing = GaugeMetricFamily("fleet_alerts_firing", "Alerts firing now, by rule",
@@ -35,6 +36,8 @@ class _Live(Collector):
         for ship, us in sorted(self._last_seen().items()):
             seen.add_metric([ship], us / US)
         yield seen
+        yield GaugeMetricFamily("fleet_alerts_alertmanager_backlog",
+                                "Resolutions Alertmanager has not accepted yet", self._backlog())
 
 
 class AlertMetrics:
@@ -58,5 +61,5 @@ class AlertMetrics:
                                registry=r)
 
     def watch(self, firing: Callable[[], dict[str, int]],
-              last_seen: Callable[[], dict[str, int]]) -> None:
-        self.registry.register(_Live(firing, last_seen))
+              last_seen: Callable[[], dict[str, int]], backlog: Callable[[], int]) -> None:
+        self.registry.register(_Live(firing, last_seen, backlog))

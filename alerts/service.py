@@ -102,7 +102,8 @@ class AlertService:
         self.engine.listen(self.history.notify)
         if self.alertmanager is not None:
             self.engine.listen(self.alertmanager.notify)
-        self.metrics.watch(self._firing_by_rule, lambda: dict(self.engine.state.last_seen))
+        self.metrics.watch(self._firing_by_rule, lambda: dict(self.engine.state.last_seen),
+                           lambda: len(self.engine.pending_resolutions()))
 
     def _count(self, event: AlertEvent, _tracked: Tracked) -> None:
         self.metrics.transitions.labels(event.rule, event.state).inc()

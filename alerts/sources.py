@@ -116,15 +116,18 @@ class Sources:
         return [s for r in results for s in r.get("series", [])]
 
     def last_readings(self, now_us: int) -> dict[str, int]:
-        """Each ship's last stored reading: the end of its latest part, at most ``now``."""
+        """Each ship's last stored reading: the start of its latest part, at most ``now``.
+
+        The start, not the end: a reading's part may reach into the future (a reading of now
+        for the next minute), and its end would make a ship that just went quiet look alive."""
         out: dict[str, int] = {}
         statement = (f"SELECT last({quote_ident(FIELD_SECONDS)}) AS seconds FROM {self._source} "
                      f"GROUP BY {quote_ident(TAG_SHIP)}")
         for s in self._series(statement):
             ship = (s.get("tags") or {}).get(TAG_SHIP, "")
-            for t, seconds in s.get("values", []):
+            for t, _seconds in s.get("values", []):
                 if ship:
-                    out[ship] = min(now_us, int(t) + int(float(seconds or 0) * US))
+                    out[ship] = min(now_us, int(t))
         return out
 
     def usage(self, rule: AlertRule, now_us: int) -> dict[str, list[tuple[int, float]]]:
