@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import re
 import signal
+import subprocess
+import sys
 import threading
 import time
 import urllib.parse
@@ -276,6 +278,15 @@ def test_usage_and_coverage_fire_on_data_that_crosses_them(al: AlertStack) -> No
     assert eventually(lambda: al.hook.seen(COVERAGE_SHIP, "gaps", "firing"),
                       timeout=10)[0]["labels"]["meter"] == "shore"
     assert al.metric('fleet_alerts_firing{rule="high-usage"}') == 1
+    # fleetctl alerts lists them too (the operator's command line).
+    out = subprocess.run([sys.executable, "-m", "fleet.cli", "alerts", "--json"], env=al.env,
+                         capture_output=True, text=True, check=True, timeout=30).stdout
+    listed = {(a["ship"], a["rule"], a["state"]) for a in json.loads(out)}
+    assert {(USAGE_SHIP, "high-usage", "firing"), (COVERAGE_SHIP, "gaps", "firing")} <= listed
+    table = subprocess.run([sys.executable, "-m", "fleet.cli", "alerts", "--ship", USAGE_SHIP],
+                           env=al.env, capture_output=True, text=True, check=True,
+                           timeout=30).stdout
+    assert "high-usage" in table and "firing" in table and "600 kWh" in table
 
 
 def test_ships_and_operators_cannot_write_alerts(al: AlertStack) -> None:
