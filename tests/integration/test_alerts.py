@@ -20,6 +20,7 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -31,6 +32,7 @@ from fleet.schema import Part, lines
 from fleet.timeutil import US, WINDOW_US, floor_to, format_datetime, parse_datetime
 from fleet.tokens import TokenStore, tokens_path
 from tests.conftest import MqttSession, Stack, eventually, start_stack, unique_ship
+from tests.integration.test_dashboard import chromium
 
 pytestmark = pytest.mark.integration
 
@@ -287,6 +289,18 @@ def test_usage_and_coverage_fire_on_data_that_crosses_them(al: AlertStack) -> No
                            env=al.env, capture_output=True, text=True, check=True,
                            timeout=30).stdout
     assert "high-usage" in table and "firing" in table and "600 kWh" in table
+
+
+def test_dashboard_shows_active_alerts(al: AlertStack, tmp_path: Path) -> None:
+    eventually(lambda: al.active(USAGE_SHIP, "high-usage"), timeout=10)
+    base = f"http://127.0.0.1:{al.stack.cfg.http.port}/#token={al.token}"
+    fleet_dom = chromium(base, tmp_path, "--dump-dom").stdout
+    assert re.search(rf'<tr class="alert-firing severity-critical">.*?{USAGE_SHIP}.*?high-usage',
+                     fleet_dom), fleet_dom[-3000:]
+    ship_dom = chromium(f"{base}&ship={COVERAGE_SHIP}", tmp_path, "--dump-dom").stdout
+    rows = re.findall(r'<tr class="alert-[a-z]+ severity-[a-z]+">.*?</tr>', ship_dom)
+    assert rows and all(COVERAGE_SHIP in r for r in rows), rows
+    assert any("gaps (shore)" in r for r in rows), rows
 
 
 def test_ships_and_operators_cannot_write_alerts(al: AlertStack) -> None:
