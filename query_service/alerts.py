@@ -15,7 +15,7 @@ from aiohttp import web
 from fleet.alertevents import ACTIVE, active_query, events_from_series, history_query
 from fleet.timeutil import US, format_datetime, parse_datetime
 from query_service.db import DatabaseMissingError, Series
-from query_service.energy import ParameterError, choice, parse_ship
+from query_service.energy import MAX_US, MIN_US, ParameterError, choice, parse_ship
 from query_service.render import json_response
 from query_service.typedefs import CONFIG, INFLUX
 
@@ -27,7 +27,10 @@ def _time(request: web.Request, name: str, default: int) -> int:
     if text is None:
         return default
     try:
-        return parse_datetime(text)
+        us = parse_datetime(text)
+        if not MIN_US <= us <= MAX_US:
+            raise ValueError(text)
+        return us
     except ValueError:
         raise ParameterError(name, f"{name} must be a UTC timestamp such as "
                                    f"2018-08-24T00:00:00Z; got {text[:40]!r}") from None
@@ -43,6 +46,11 @@ async def list_alerts(request: web.Request) -> web.Response:
     ship = request.query.get("ship")
     if ship is not None:
         ship = parse_ship(ship, "ship")
+    # Checked whatever the state, so a bad one is a 400 rather than silently ignored.
+    end = _time(request, "end", time.time_ns() // 1000 + 1)
+    start = _time(request, "start", end - DAY_US)
+    if start >= end:
+        raise ParameterError("start", "start must be before end")
     cfg = request.app[CONFIG].influxdb
     influx = request.app[INFLUX]
     if state == "active":
@@ -53,10 +61,6 @@ async def list_alerts(request: web.Request) -> web.Response:
             series = []
         events = [e for e in events_from_series(_rows(series)) if e.state in ACTIVE]
         return json_response({"state": "active", "alerts": [e.as_json() for e in events]})
-    end = _time(request, "end", time.time_ns() // 1000 + 1)
-    start = _time(request, "start", end - DAY_US)
-    if start >= end:
-        raise ParameterError("start", "start must be before end")
     try:
         series = await influx.query(history_query(cfg.database, cfg.retention_policy, start, end,
                                                   ship), kind="alerts")

@@ -255,7 +255,8 @@ _SPEC: dict[str, Any] = {
                        {"type": "string", "enum": ["active", "all"], "default": "active"}),
                 _param("ship", "Only this ship.",
                        {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"}),
-                _param("start", "History start (inclusive), UTC; state=all only.",
+                _param("start", "History start (inclusive), UTC; state=all only (default: 24 "
+                       "hours before end).",
                        {"type": "string", "format": "date-time"}),
                 _param("end", "History end (exclusive), UTC; state=all only.",
                        {"type": "string", "format": "date-time"})],
