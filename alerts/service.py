@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import signal
 import sys
 import threading
 import time
 from collections import Counter
 from pathlib import Path
-from types import FrameType
 
 from prometheus_client import start_http_server
 
@@ -32,6 +30,7 @@ from alerts.state import StateFile, Tracked
 from fleet.alertevents import AlertEvent
 from fleet.config import AlertRule, Config, load_config
 from fleet.errors import FleetError, StoreError
+from fleet.service import setup_logging, stop_on_signals
 from fleet.store import InfluxStore
 from fleet.tokens import TokenStore, tokens_path
 
@@ -214,19 +213,12 @@ class AlertService:
 
 def run(cfg: Config) -> int:
     service = AlertService(cfg)
-
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        log.info("received %s; stopping", signal.Signals(signum).name)
-        service.stop_event.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    stop_on_signals(log, "stopping", service.stop_event)
     return service.run()
 
 
 def main() -> int:
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging()
     try:
         cfg = load_config()
         return run(cfg)

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
+from fleet import paths, topics
 from fleet.errors import AccountError, FleetError
 from fleet.schema import SHIP_ID
 
@@ -91,25 +92,25 @@ def generate_password() -> str:
 def acl_rules(name: str, role: str) -> list[str]:
     """The ACL lines granted to the account ``name`` of ``role`` (after its ``user`` line)."""
     if role == "ship":
-        own = f"fleet/ships/{name}"
-        return [f"topic write {own}/readings", f"topic write {own}/status", f"topic read {own}/#"]
+        return [f"topic write {topics.readings(name)}", f"topic write {topics.status(name)}",
+                f"topic read {topics.ship_tree(name)}"]
     if role in {"operator", "query"}:
-        return ["topic read fleet/#"]
+        return [f"topic read {topics.EVERYTHING}"]
     if role == "bridge":
         return [
-            "topic read fleet/ships/+/readings",
-            "topic read fleet/ships/+/status",
-            "topic write fleet/ships/+/ack",
-            "topic write fleet/ships/+/rejected",
-            "topic write fleet/ships/+/energy",
+            f"topic read {topics.READINGS_FILTER}",
+            f"topic read {topics.STATUS_FILTER}",
+            f"topic write {topics.every_ship(topics.ACK)}",
+            f"topic write {topics.every_ship(topics.REJECTED)}",
+            f"topic write {topics.every_ship(topics.ENERGY)}",
         ]
     if role == "alerts":
         # The alert service: follows what is stored and presence, and is the only writer of
         # the retained alert topics (it reads them back: its own retained state).
         return [
-            "topic read fleet/ships/+/energy",
-            "topic read fleet/ships/+/status",
-            "topic readwrite fleet/alerts/#",
+            f"topic read {topics.every_ship(topics.ENERGY)}",
+            f"topic read {topics.STATUS_FILTER}",
+            f"topic readwrite {topics.ALERTS_FILTER}",
         ]
     raise AccountError(f"unknown role {role!r}; expected one of {', '.join(ROLES)}")
 
@@ -145,7 +146,7 @@ class Accounts:
         self.acl_path = self.broker_dir / "acl"
         self.accounts_path = self.broker_dir / "accounts.json"
         self.pid_path = self.broker_dir / "mosquitto.pid"
-        self.secrets_dir = self.broker_dir / "secrets"
+        self.secrets_dir = self.broker_dir / paths.SECRETS
         self._lock_path = self.broker_dir / "accounts.lock"
 
     # --- public API ----------------------------------------------------------------------------
@@ -195,9 +196,9 @@ class Accounts:
     def ensure_service(self, name: str, role: str, password: str | None = None) -> str:
         """Make sure the service account exists; return its password.
 
-        ``role`` is ``bridge``, ``query`` or ``alerts``. The password is kept in ``secrets/<name>`` (mode
-        0600). Idempotent: an existing account keeps its stored password unless ``password`` is
-        given, in which case that one replaces it.
+        ``role`` is ``bridge``, ``query`` or ``alerts``. The password is kept in
+        ``secrets/<name>`` (mode 0600). Idempotent: an existing account keeps its stored password
+        unless ``password`` is given, in which case that one replaces it.
         """
         if role not in SERVICE_ROLES:
             raise AccountError(

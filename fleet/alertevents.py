@@ -19,26 +19,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
+from fleet import topics
 from fleet.schema import RULE_NAME_RE, SHIP_ID, quote_ident, quote_string
 from fleet.timeutil import format_datetime, parse_datetime
 
 MEASUREMENT: Final = "alert_events"
-TOPIC_ROOT: Final = "fleet/alerts"
 STATES: Final = ("pending", "firing", "resolved")
 ACTIVE: Final = ("pending", "firing")
-
-
-def alert_topic(ship: str, rule: str) -> str:
-    return f"{TOPIC_ROOT}/{ship}/{rule}"
-
-
-def parse_alert_topic(topic: str) -> tuple[str, str] | None:
-    """(ship, rule) of ``fleet/alerts/<ship>/<rule>``, or None for any other topic."""
-    parts = topic.split("/")
-    if (len(parts) == 4 and "/".join(parts[:2]) == TOPIC_ROOT and SHIP_ID.fullmatch(parts[2])
-            and RULE_NAME_RE.fullmatch(parts[3])):
-        return parts[2], parts[3]
-    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +49,7 @@ class AlertEvent:
 
     @property
     def topic(self) -> str:
-        return alert_topic(self.ship, self.rule)
+        return topics.alert(self.ship, self.rule)
 
     def payload(self) -> str:
         """The retained topic's JSON, exactly the keys of CONTRACT section 8."""

@@ -15,7 +15,7 @@ from fleet.store import InfluxStore
 from fleet.timeutil import US, format_datetime, parse_datetime
 
 if TYPE_CHECKING:
-    from fleet.cli import CommandTree
+    from fleetctl.main import CommandTree
 
 
 def _list(args: argparse.Namespace) -> int:

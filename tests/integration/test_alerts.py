@@ -25,12 +25,12 @@ from typing import Any
 
 import pytest
 
-from alerts.local import TEST_CONFIG, alertmanager_binary, alertmanager_service, alerts_service
 from fleet.config import load_config
-from fleet.local import Service, free_port
 from fleet.schema import Part, lines
 from fleet.timeutil import US, WINDOW_US, floor_to, format_datetime, parse_datetime
 from fleet.tokens import TokenStore, tokens_path
+from launcher.alerts import TEST_CONFIG, alertmanager_binary, alertmanager_service, alerts_service
+from launcher.servers import Service, free_port
 from tests.conftest import MqttSession, Stack, eventually, start_stack, unique_ship
 from tests.integration.test_dashboard import chromium
 
@@ -281,11 +281,11 @@ def test_usage_and_coverage_fire_on_data_that_crosses_them(al: AlertStack) -> No
                       timeout=10)[0]["labels"]["meter"] == "shore"
     assert al.metric('fleet_alerts_firing{rule="high-usage"}') == 1
     # fleetctl alerts lists them too (the operator's command line).
-    out = subprocess.run([sys.executable, "-m", "fleet.cli", "alerts", "--json"], env=al.env,
+    out = subprocess.run([sys.executable, "-m", "fleetctl", "alerts", "--json"], env=al.env,
                          capture_output=True, text=True, check=True, timeout=30).stdout
     listed = {(a["ship"], a["rule"], a["state"]) for a in json.loads(out)}
     assert {(USAGE_SHIP, "high-usage", "firing"), (COVERAGE_SHIP, "gaps", "firing")} <= listed
-    table = subprocess.run([sys.executable, "-m", "fleet.cli", "alerts", "--ship", USAGE_SHIP],
+    table = subprocess.run([sys.executable, "-m", "fleetctl", "alerts", "--ship", USAGE_SHIP],
                            env=al.env, capture_output=True, text=True, check=True,
                            timeout=30).stdout
     assert "high-usage" in table and "firing" in table and "600 kWh" in table

@@ -13,10 +13,11 @@ from alerts.engine import Condition, Engine, silent_condition
 from alerts.sources import coverage_conditions, usage_conditions
 from alerts.state import StateFile
 from fleet.accounts import acl_rules
-from fleet.alertevents import AlertEvent, events_from_series, parse_alert_topic
+from fleet.alertevents import AlertEvent, events_from_series
 from fleet.config import AlertRule, load_config, parse_rules, parse_span
 from fleet.errors import ConfigError
 from fleet.timeutil import US, parse_datetime
+from fleet.topics import parse_alert_topic
 
 ROOT = Path(__file__).resolve().parents[2]
 T0 = parse_datetime("2026-01-01T00:00:00Z")

@@ -14,10 +14,10 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from fleet.config import Config
-from fleet.local import Service, http_ready, python_service, tcp_ready
+from launcher.servers import Service, http_ready, python_service, tcp_ready
 
 ALERTMANAGER_BIN = "/usr/bin/prometheus-alertmanager"
-ALERTS_DIR = Path(__file__).resolve().parent
+ALERTS_DIR = Path(__file__).resolve().parent.parent / "alerts"
 RUN_CONFIG = ALERTS_DIR / "alertmanager.yml"
 TEST_CONFIG = ALERTS_DIR / "testdata" / "alertmanager.yml"
 
