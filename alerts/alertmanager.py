@@ -103,9 +103,10 @@ class AlertmanagerSender:
             self._wake.clear()
             try:
                 self.send_once()
-            except OSError as exc:
+            except Exception as exc:  # the thread must outlive any one failure
                 self.metrics.delivery_failures.labels("alertmanager").inc()
-                log.warning("Alertmanager at %s: %s; retrying in %.1fs", self.url, exc, backoff)
+                log.warning("Alertmanager at %s: %s; retrying in %.1fs", self.url, exc, backoff,
+                            exc_info=not isinstance(exc, OSError))
                 self._wake.wait(backoff)  # a new transition retries at once too
                 backoff = min(MAX_BACKOFF, backoff * 2)
                 continue

@@ -111,6 +111,10 @@ class Engine:
         with self._lock:
             return sorted(self.state.last_seen)
 
+    def last_seen(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self.state.last_seen)
+
     # --- evaluation -----------------------------------------------------------------------------
 
     def tick(self) -> None:

@@ -48,9 +48,10 @@ class HistoryWriter:
                 except StoreRejectedError as exc:  # the data's fault: never retried forever
                     log.error("InfluxDB refused %d alert events, dropped: %s", len(batch), exc)
                     self.metrics.delivery_failures.labels("history").inc()
-                except StoreError as exc:
+                except Exception as exc:  # StoreError, or anything: retried, the thread lives on
                     self.metrics.delivery_failures.labels("history").inc()
-                    log.warning("alert history not written (%s); retrying in %.1fs", exc, backoff)
+                    log.warning("alert history not written (%s); retrying in %.1fs", exc, backoff,
+                                exc_info=not isinstance(exc, StoreError))
                     self._stop.wait(backoff)
                     backoff = min(10.0, backoff * 2)
                     continue

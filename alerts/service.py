@@ -101,7 +101,7 @@ class AlertService:
         self.engine.listen(self.history.notify)
         if self.alertmanager is not None:
             self.engine.listen(self.alertmanager.notify)
-        self.metrics.watch(self._firing_by_rule, lambda: dict(self.engine.state.last_seen),
+        self.metrics.watch(self._firing_by_rule, self.engine.last_seen,
                            lambda: len(self.engine.pending_resolutions()))
 
     def _count(self, event: AlertEvent, _tracked: Tracked) -> None:
@@ -171,6 +171,9 @@ class AlertService:
                     except (StoreError, OSError) as exc:
                         self.metrics.evaluation_errors.labels(rule.name).inc()
                         log.warning("rule %s not evaluated: %s", rule.name, exc)
+                    except Exception:  # keep evaluating the other rules, and this one next time
+                        self.metrics.evaluation_errors.labels(rule.name).inc()
+                        log.exception("rule %s failed", rule.name)
                     else:
                         self.metrics.evaluations.labels(rule.name).inc()
                 wait = self.cfg.alerts.evaluation_seconds - (time.monotonic() - started)

@@ -10,7 +10,7 @@ import pytest
 
 from alerts.alertmanager import alert_body
 from alerts.engine import Condition, Engine, silent_condition
-from alerts.sources import coverage_conditions, usage_conditions
+from alerts.sources import anomaly_condition, coverage_conditions, usage_conditions
 from alerts.state import StateFile
 from fleet.accounts import acl_rules
 from fleet.alertevents import AlertEvent, events_from_series
@@ -183,6 +183,16 @@ def test_usage_and_coverage_conditions() -> None:
     assert "meter shore covered 50.0% of the last 1h" in got["a"].detail
     assert not got["b"].active
     assert got["c"].active and "covered 0.0%" in got["c"].detail  # known, no data at all
+
+
+def test_anomaly_condition() -> None:
+    rule = AlertRule("odd", "anomaly", above=3.5, every="15m", over_seconds=3600)
+    doc = {"anomalies": [
+        {"time": "2026-01-01T00:00:00Z", "kwh": 9.0, "median": 2.0, "scale": 1.0, "score": 7.0},
+        {"time": "2026-01-01T00:15:00Z", "kwh": 0.1, "median": 2.0, "scale": 1.0, "score": -4.0}]}
+    cond = anomaly_condition(rule, doc, T0)
+    assert cond.active and "score 7" in cond.detail and "2026-01-01T00:00:00Z" in cond.detail
+    assert not anomaly_condition(rule, {"anomalies": doc["anomalies"][1:]}, T0).active
 
 
 def test_topic_payload_has_exactly_the_contract_keys() -> None:
