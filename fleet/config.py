@@ -201,6 +201,7 @@ class LocalConfig:
     influxd_bin: str = "influxd"
     influxdb_rpc_port: int = 0
     demo_ship: str = "demo-1"
+    alertmanager_port: int = 9093
 
     @property
     def path(self) -> Path:

@@ -196,8 +196,11 @@ def simulate_banner(cfg: Config, ships: list[str]) -> str:
 def _alert_services(cfg: Config, env: dict[str, str]) -> list[Service]:
     """Alertmanager (when installed and none is configured) and the alert service (issue 10)."""
     out: list[Service] = []
-    if not cfg.alerts.alertmanager_url and alertmanager_binary():
-        port = 9093 if not port_in_use(9093) else free_port()
+    if not cfg.alerts.alertmanager_url and cfg.local.alertmanager_port and alertmanager_binary():
+        port = cfg.local.alertmanager_port
+        if port_in_use(port):
+            port = free_port()
+            log.warning("Alertmanager port %d is busy; using %d", cfg.local.alertmanager_port, port)
         out.append(alertmanager_service(cfg.local.path, port))
         env["FLEET_ALERTS_ALERTMANAGER_URL"] = f"http://127.0.0.1:{port}"
     if cfg.alerts.metrics_port and port_in_use(cfg.alerts.metrics_port):
