@@ -218,20 +218,24 @@ def test_silent_fires_on_time_and_resolves_everywhere(al: AlertStack) -> None:
     assert history == ["firing", "resolved"]
 
 
-def test_silent_while_the_broker_restarts(al: AlertStack) -> None:
+def test_silent_while_the_broker_and_influxdb_restart(al: AlertStack) -> None:
     ship, password = al.stack.ship()
     first = al.publish_reading(ship, password)
-    broker = al.stack.broker
-    broker.signal(signal.SIGTERM)
-    assert broker.proc is not None
-    broker.proc.wait(timeout=20)
+    broker, influx = al.stack.broker, al.stack.influx
+    broker.stop(timeout=20)  # SIGTERM: a clean restart of each
+    influx.stop(timeout=20)
     broker.start(timeout=20)
     al.watch()  # a new operator session: the retained state is there, the alert service's too
-    _silent_fires(al, ship, first)
+    _silent_fires(al, ship, first)  # InfluxDB is still down: the history write waits
+    influx.start(timeout=60)
     eventually(lambda: al.hook.seen(ship, "silent", "firing"), timeout=10)
+    eventually(lambda: al.active(ship, "silent"), timeout=15, message="history never written")
     al.publish_reading(ship, password)
     eventually(lambda: (s := al.state(ship, "silent")) and s["state"] == "resolved", timeout=5)
     eventually(lambda: al.hook.seen(ship, "silent", "resolved"), timeout=5)
+    eventually(lambda: [a["state"] for a in al.api(state="all", ship=ship)]
+               == ["firing", "resolved"], timeout=10)
+    assert len(al.hook.seen(ship, "silent", "firing")) == 1
 
 
 def test_sigkill_while_firing_neither_fires_twice_nor_loses_the_resolve(al: AlertStack) -> None:
@@ -249,6 +253,17 @@ def test_sigkill_while_firing_neither_fires_twice_nor_loses_the_resolve(al: Aler
     assert len(al.hook.seen(ship, "silent", "firing")) == 1
     history = [a["state"] for a in al.api(state="all", ship=ship) if a["rule"] == "silent"]
     assert history == ["firing", "resolved"]
+
+
+def test_a_ship_that_reported_while_the_service_was_down_is_known(al: AlertStack) -> None:
+    """Its last reading is learnt from InfluxDB at start: it is reported silent all the same."""
+    ship, password = al.stack.ship()
+    al.alerts.stop(timeout=10)
+    published = al.publish_reading(ship, password)
+    eventually(lambda: al.stack.influx_query(
+        f"SELECT count(kwh) FROM energy WHERE ship = '{ship}'")[0].get("series"), timeout=10)
+    al.start_alerts()
+    _silent_fires(al, ship, published - US)
 
 
 def _write(al: AlertStack, parts: list[Part]) -> None:
