@@ -117,6 +117,21 @@ class Engine:
 
     # --- evaluation -----------------------------------------------------------------------------
 
+    def retire(self) -> None:
+        """Resolve the active alerts no rule covers any more (a rule removed from the
+        configuration, or a ship taken out of its ``ships``), so none fires forever."""
+        now = self._now()
+        rules = {r.name: r for r in self.rules}
+        with self._lock:
+            for tracked in list(self.state.alerts.values()):
+                event = tracked.event
+                rule = rules.get(event.rule)
+                if event.state not in ACTIVE or (rule is not None and rule.applies_to(event.ship)):
+                    continue
+                why = "the rule was removed" if rule is None else "the rule no longer covers the ship"
+                stand_in = rule or AlertRule(event.rule, event.kind, severity=event.severity)
+                self._transition(stand_in, event.ship, "resolved", now, Condition(False, now, why))
+
     def tick(self) -> None:
         """Evaluate silent and offline against the clock; save last readings now and then."""
         now = self._now()

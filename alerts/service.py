@@ -101,6 +101,7 @@ class AlertService:
         self.engine.listen(self.history.notify)
         if self.alertmanager is not None:
             self.engine.listen(self.alertmanager.notify)
+        self.engine.retire()
         self.metrics.watch(self._firing_by_rule, self.engine.last_seen,
                            lambda: len(self.engine.pending_resolutions()))
 

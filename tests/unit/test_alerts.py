@@ -133,6 +133,20 @@ def test_a_restart_neither_fires_again_nor_misses_the_resolve(tmp_path: Path) ->
     assert len(again.state.history) == 2  # the firing not yet written, and the resolve
 
 
+def test_alerts_of_a_removed_rule_are_resolved_at_start(tmp_path: Path) -> None:
+    clock = Clock()
+    engine, _ = _engine(tmp_path, (SILENT,), clock)
+    engine.seen("a", T0)
+    clock.now = T0 + 60 * US
+    engine.tick()
+    assert engine.state.alerts["a/silent"].event.state == "firing"
+    later, seen = _engine(tmp_path, (), clock)  # restarted without the rule
+    later.retire()
+    assert seen == ["a/silent:resolved"]
+    assert "the rule was removed" in later.state.alerts["a/silent"].event.detail
+    assert len(later.state.am_resolved) == 1  # Alertmanager is told it ended
+
+
 def test_offline_is_pending_then_firing_then_resolved(tmp_path: Path) -> None:
     rule = AlertRule("away", "offline", for_seconds=10)
     clock = Clock()
