@@ -26,6 +26,9 @@ from fleet.timeutil import US, format_datetime
 log = logging.getLogger(__name__)
 
 TIMER_KINDS = ("silent", "offline")
+# Last readings and presence alone are saved at most this often (transitions at once): at a
+# restart InfluxDB's last readings and the retained statuses make up for what was not saved.
+SAVE_EVERY_US = 2 * US
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +81,7 @@ class Engine:
         self.state: State = store.load()
         self._listeners: list[Listener] = []
         self._dirty = False
+        self._saved_us = 0
         self.timers_enabled = False  # set once the last readings are known (or the grace ran out)
 
     # --- inputs ---------------------------------------------------------------------------------
@@ -150,7 +154,7 @@ class Engine:
                             if rule.applies_to(ship):
                                 cond = offline_condition(rule, self.state.presence.get(ship), now)
                                 self._step(rule, ship, cond, now)
-            if self._dirty:
+            if self._dirty and now - self._saved_us >= SAVE_EVERY_US:
                 self._save()
 
     def apply(self, rule: AlertRule, conditions: dict[str, Condition]) -> None:
@@ -249,6 +253,13 @@ class Engine:
             del self.state.history[:count]
             self._save()
 
+    def flush(self) -> None:
+        """Save what is not saved yet (at a clean stop)."""
+        with self._lock:
+            if self._dirty:
+                self._save()
+
     def _save(self) -> None:
         self._store.save(self.state)
         self._dirty = False
+        self._saved_us = self._now()

@@ -207,6 +207,7 @@ class AlertService:
                 for rule in timer_rules:
                     self.metrics.evaluations.labels(rule.name).inc()
         self.mqtt.stop()
+        self.engine.flush()
         if self.alertmanager is not None:
             self.alertmanager.stop()
         self.history.stop()

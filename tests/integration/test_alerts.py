@@ -221,6 +221,10 @@ def test_silent_fires_on_time_and_resolves_everywhere(al: AlertStack) -> None:
 def test_silent_while_the_broker_and_influxdb_restart(al: AlertStack) -> None:
     ship, password = al.stack.ship()
     first = al.publish_reading(ship, password)
+    # The service knows of the reading (its energy message arrived) before both go down; else it
+    # would learn of it from InfluxDB once that is back.
+    eventually(lambda: al.metric(
+        f'fleet_alerts_ship_last_reading_timestamp_seconds{{ship="{ship}"}}') > 0, timeout=5)
     broker, influx = al.stack.broker, al.stack.influx
     broker.stop(timeout=20)  # SIGTERM: a clean restart of each
     influx.stop(timeout=20)
