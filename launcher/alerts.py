@@ -9,12 +9,17 @@ its data under ``<data_dir>/alertmanager``. ``make run`` uses the checked-in
 
 from __future__ import annotations
 
+import logging
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
 
-from fleet.config import Config
-from launcher.servers import Service, http_ready, python_service, tcp_ready
+from alerts.service import ensure_api_token
+from fleet.accounts import Accounts
+from fleet.config import Config, load_config
+from launcher.servers import Service, free_port, http_ready, port_in_use, python_service, tcp_ready
+
+log = logging.getLogger("launcher")
 
 ALERTMANAGER_BIN = "/usr/bin/prometheus-alertmanager"
 ALERTS_DIR = Path(__file__).resolve().parent.parent / "alerts"
@@ -48,3 +53,35 @@ def alerts_service(cfg: Config, env: Mapping[str, str]) -> Service:
     port = cfg.alerts.metrics_port
     ready = tcp_ready(cfg.http.host, port) if port else (lambda: True)
     return python_service("alerts", "alerts", cfg, env, ready)
+
+
+def provision_alerts(cfg: Config, accounts: Accounts) -> None:
+    """The alert service's broker account (role alerts) and its read token (anomaly rules)."""
+    accounts.ensure_service(cfg.alerts.mqtt_username, "alerts", cfg.alerts.mqtt_password or None)
+    if cfg.http.auth == "token":
+        ensure_api_token(cfg.local.path)
+
+
+def alert_services(cfg: Config, env: dict[str, str]) -> list[Service]:
+    """Alertmanager (when installed and none is configured; its URL goes into ``env``) and the
+    alert service, for ``make run``."""
+    out: list[Service] = []
+    if not cfg.alerts.alertmanager_url and cfg.local.alertmanager_port and alertmanager_binary():
+        port = cfg.local.alertmanager_port
+        if port_in_use(port):
+            port = free_port()
+            log.warning("Alertmanager port %d is busy; using %d", cfg.local.alertmanager_port, port)
+        out.append(alertmanager_service(cfg.local.path, port))
+        env["FLEET_ALERTS_ALERTMANAGER_URL"] = f"http://127.0.0.1:{port}"
+    if cfg.alerts.metrics_port and port_in_use(cfg.alerts.metrics_port):
+        env["FLEET_ALERTS_METRICS_PORT"] = str(free_port())
+    return [*out, alerts_service(load_config(env=env), env)]
+
+
+def alerts_banner(env: Mapping[str, str]) -> str:
+    cfg = load_config(env=env)
+    url = cfg.alerts.alertmanager_url
+    return (f"Alerts: {len(cfg.alerts.rules)} rules ([[alerts.rules]]); states retained on "
+            f"fleet/alerts/<ship>/<rule>; metrics http://{cfg.http.host}:"
+            f"{cfg.alerts.metrics_port}/metrics\n  Alertmanager    "
+            f"{url + '  (its page; its API: /api/v2/alerts)' if url else 'not configured'}")

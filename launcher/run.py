@@ -14,7 +14,6 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from alerts.service import ensure_api_token
 from fleet import paths, topics
 from fleet.accounts import Accounts
 from fleet.config import Config, load_config
@@ -22,7 +21,7 @@ from fleet.errors import FleetError
 from fleet.service import setup_logging, stop_on_signals
 from fleet.tls import server_files
 from fleet.tokens import DEV_TOKEN_NAME, ensure_dev_token
-from launcher.alerts import alertmanager_binary, alertmanager_service, alerts_service
+from launcher.alerts import alert_services, alerts_banner, provision_alerts
 from launcher.servers import (
     Service,
     bridge_service,
@@ -193,27 +192,6 @@ def simulate_banner(cfg: Config, ships: list[str]) -> str:
             f"{cfg.mqtt.host} -p {cfg.mqtt.port} -u me -P PASSWORD -t '{topics.EVERYTHING}' -v")
 
 
-def _alert_services(cfg: Config, env: dict[str, str]) -> list[Service]:
-    """Alertmanager (when installed and none is configured) and the alert service (issue 10)."""
-    out: list[Service] = []
-    if not cfg.alerts.alertmanager_url and cfg.local.alertmanager_port and alertmanager_binary():
-        port = cfg.local.alertmanager_port
-        if port_in_use(port):
-            port = free_port()
-            log.warning("Alertmanager port %d is busy; using %d", cfg.local.alertmanager_port, port)
-        out.append(alertmanager_service(cfg.local.path, port))
-        env["FLEET_ALERTS_ALERTMANAGER_URL"] = f"http://127.0.0.1:{port}"
-    if cfg.alerts.metrics_port and port_in_use(cfg.alerts.metrics_port):
-        env["FLEET_ALERTS_METRICS_PORT"] = str(free_port())
-    return [*out, alerts_service(load_config(env=env), env)]
-
-
-def _alerts_banner(env: dict[str, str]) -> str:
-    url = env.get("FLEET_ALERTS_ALERTMANAGER_URL") or load_config(env=env).alerts.alertmanager_url
-    return (f"Alerts: retained on fleet/alerts/<ship>/<rule>; Alertmanager "
-            f"{url + ' (its page; /api/v2/alerts)' if url else 'not configured'}")
-
-
 def main() -> int:
     setup_logging()
     try:
@@ -233,8 +211,7 @@ def main() -> int:
     if cfg.http.mqtt_username:
         accounts.ensure_service(cfg.http.mqtt_username, "query", cfg.http.mqtt_password or None)
     dev_token = ensure_dev_token(cfg.local.path) if cfg.http.auth == "token" else ""
-    accounts.ensure_service(cfg.alerts.mqtt_username, "alerts", cfg.alerts.mqtt_password or None)
-    ensure_api_token(cfg.local.path)  # the alert service reads anomaly scores over HTTP
+    provision_alerts(cfg, accounts)
     ship, ship_password = _demo_ship(cfg, accounts)
     sim_ships = simulated_ids(cfg.simulate.prefix, cfg.simulate.ships)
     if sim_ships:
@@ -245,7 +222,7 @@ def main() -> int:
         log.warning("bridge metrics port %d is busy; using %d", cfg.bridge.metrics_port,
                     metrics_port)
     env = _env(cfg, bridge_password, metrics_port)
-    extra = _alert_services(cfg, env)
+    extra = alert_services(cfg, env)
 
     started: list[Service] = []
 
@@ -267,7 +244,7 @@ def main() -> int:
         print(dev_token_text(f"http://{cfg.http.host}:{cfg.http.port}", dev_token,
                              auth=cfg.http.auth), flush=True)
         print(simulate_banner(cfg, sim_ships), flush=True)
-        print(_alerts_banner(env), flush=True)
+        print(alerts_banner(env), flush=True)
         paths.run_dir(cfg.local.path).mkdir(exist_ok=True)
         supervise(started, stop)
     except FleetError as exc:
