@@ -46,6 +46,8 @@ VERSION = 1
 HOURLY = "energy_1h"
 DAILY = "energy_1d"
 STATE = "rollup_state"
+GENERATION = "rollup_generation"
+GENERATION_AT_NS = 7_258_118_400 * 10**9  # 2200-01-01T00:00:00Z
 FIELD_COUNT = "n"
 LEVELS = {"hour": HOURLY, "day": DAILY}
 
@@ -266,7 +268,8 @@ class InfluxCoarse:
         return stored(self.store, ships, start_us, end_us)
 
     def write(self, values: dict[Key, Sum]) -> None:
-        self.store.write(lines(values).encode(), retention_policy=rollup_policy(self.store.cfg))
+        body = lines(values) + "\n" + generation_line()
+        self.store.write(body.encode(), retention_policy=rollup_policy(self.store.cfg))
 
     def horizon(self) -> int | None:
         return horizon_us(self.store.cfg)
@@ -337,13 +340,21 @@ def write_state(store: InfluxStore, state: State) -> None:
     """Record the state, stamped now (inside any retention; readers take the latest)."""
     tz = state.tz.replace("\\", "\\\\").replace('"', '\\"')
     body = (f'{STATE} version={state.version}i,tz="{tz}",ready={str(state.ready).lower()} '
-            f"{time.time_ns()}")
+            f"{time.time_ns()}\n{generation_line()}")
     store.write(body.encode(), retention_policy=rollup_policy(store.cfg))
+
+
+def generation_line() -> str:
+    """The coarse series' generation, written with every change of them (same request): readers
+    may keep what they read from the coarse series while it stays the same. One point, stamped
+    in 2200 so that no retention ever drops it and each write replaces it."""
+    return f"{GENERATION} value={time.time_ns()}i {GENERATION_AT_NS}"
 
 
 def drop_daily(store: InfluxStore) -> None:
     """Remove the daily series (kept in another zone's days), before rebuilding them."""
     store.query(f"DROP MEASUREMENT {quote_ident(DAILY)}", write=True)
+    store.write(generation_line().encode(), retention_policy=rollup_policy(store.cfg))
 
 
 def parts_extent(store: InfluxStore, ships: Sequence[str] | None = None) -> tuple[int, int] | None:

@@ -28,13 +28,23 @@ from __future__ import annotations
 
 import bisect
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from fleet.calendar import QUARTER_US, US, Period, Piece, parse_tz, periods, plan
-from fleet.coarse import DAILY, FIELD_COUNT, HOURLY, STATE, VERSION, horizon_us, rollup_policy
+from fleet.coarse import (
+    DAILY,
+    FIELD_COUNT,
+    GENERATION,
+    HOURLY,
+    STATE,
+    VERSION,
+    horizon_us,
+    rollup_policy,
+)
 from fleet.config import Config
 from fleet.schema import (
     FIELD_KWH,
@@ -53,7 +63,10 @@ _STEPS_S = (86400, 43200, 21600, 10800, 7200, 3600, 1800, 900)
 _RAW_ROWS = 5000
 _RESOLUTION_US = {"parts": 900 * US, "hour": 3600 * US, "day": 86400 * US}
 _STATE_TTL = 5.0
-_state_cache: dict[int, tuple[float, str | None]] = {}
+_CACHE_ENTRIES = 2048
+_CACHE_ROWS = 20_000  # a larger answer is read each time
+_cache: OrderedDict[tuple[str, str], tuple[int, list[Series]]] = OrderedDict()
+_state_cache: dict[str, tuple[float, str | None]] = {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +88,7 @@ class CalendarAnswer:
 async def coarse_zone(influx: InfluxClient, config: Config) -> str | None:
     """The zone of the daily series when the coarse series are complete, else None (cached)."""
     now = time.monotonic()
-    cached = _state_cache.get(id(influx))
+    cached = _state_cache.get(_key(config))
     if cached is not None and cached[0] > now:
         return cached[1]
     src = _source(config, STATE, rollup=True)
@@ -88,7 +101,7 @@ async def coarse_zone(influx: InfluxClient, config: Config) -> str | None:
             values = dict(zip(cols, row, strict=True))
             if values.get("ready") and int(values.get("version") or 0) == VERSION:
                 zone = str(values.get("tz") or "")
-    _state_cache[id(influx)] = (now + _STATE_TTL, zone)
+    _state_cache[_key(config)] = (now + _STATE_TTL, zone)
     return zone
 
 
@@ -211,7 +224,8 @@ async def period_totals(influx: InfluxClient, config: Config, start_us: int, end
                   for p in pieces if p.source != "parts" or p.end_us > horizon]
     answer.sources = pieces
     statements = _statements(config, pieces, plist, ships, meter)
-    results = await influx.query_all([s for _p, _i, s in statements])
+    results = await _run(influx, config, [(s, p.source != "parts") for p, _i, s in statements],
+                         "calendar", cache=zone is not None)
     starts = [p.start_us for p in plist]
     for (piece, _first, _statement), result in zip(statements, results, strict=True):
         for series in result:
@@ -241,11 +255,82 @@ async def range_totals(influx: InfluxClient, config: Config, start_us: int, end_
                   for p in pieces if p.source != "parts" or p.end_us > horizon]
     answer.sources = pieces
     statements = _statements(config, pieces, whole, ships, meter)
-    results = await influx.query_all([s for _p, _i, s in statements], kind="totals")
+    results = await _run(influx, config, [(s, p.source != "parts") for p, _i, s in statements],
+                         "totals", cache=zone is not None)
     for (piece, _first, _statement), result in zip(statements, results, strict=True):
         for series in result:
             _add(answer, [start_us], piece, series)
     return answer
+
+
+async def _run(influx: InfluxClient, config: Config, statements: list[tuple[str, bool]],
+               kind: str, *, cache: bool = True) -> list[list[Series]]:
+    """Each statement's series; coarse-series statements (flagged True) may come from the cache.
+
+    The cache holds what a statement read from the coarse series together with the coarse
+    series' generation (:func:`fleet.coarse.generation_line`, rewritten in the same request as
+    every change of them) read in the same round trip, before it: InfluxDB runs the statements
+    of one request in order. An entry serves while the generation read with the next request
+    is the same; otherwise it is read again. So a cached answer is never older than what the
+    database held when the generation last changed, and after the pipeline goes quiet every
+    answer is the database's own. Parts statements are never cached.
+    """
+    if not cache:  # no complete coarse series (perhaps no policy for them: a statement naming
+        # a missing one would end InfluxDB's answer to the statements after it)
+        return await influx.query_all([text for text, _c in statements], kind=kind)
+    key = _key(config)
+    gen_statement = (f"SELECT {quote_ident('value')} FROM {_source(config, GENERATION, rollup=True)}"
+                     " ORDER BY time DESC LIMIT 1")
+    out: list[list[Series] | None] = [None] * len(statements)
+    hits: dict[int, tuple[int, list[Series]]] = {}
+    for i, (text, cacheable) in enumerate(statements):
+        found = _cache.get((key, text)) if cacheable else None
+        if found is not None:
+            hits[i] = found
+    send = [i for i in range(len(statements)) if i not in hits]
+    results = await influx.query_all([gen_statement, *(statements[i][0] for i in send)],
+                                     kind=kind)
+    generation = _generation(results[0])
+    for i, result in zip(send, results[1:], strict=True):
+        out[i] = result
+    stale = [i for i, (g, _series) in hits.items() if generation is None or g != generation]
+    for i, (_g, series) in hits.items():
+        if i not in stale:
+            out[i] = series
+            _cache.move_to_end((key, statements[i][0]))
+    if stale:
+        again = await influx.query_all([gen_statement, *(statements[i][0] for i in stale)],
+                                       kind=kind)
+        for i, result in zip(stale, again[1:], strict=True):
+            out[i] = result
+            _remember(key, statements[i], _generation(again[0]), result)
+    for i in send:
+        _remember(key, statements[i], generation, out[i] or [])
+    return [r or [] for r in out]
+
+
+def _generation(result: list[Series]) -> int | None:
+    for series in result:
+        for row in series.values:
+            return int(row[series.columns.index("value")])
+    return None
+
+
+def _key(config: Config) -> str:
+    """Which database a cached read belongs to."""
+    cfg = config.influxdb
+    return f"{cfg.url}|{cfg.database}|{cfg.retention_policy}"
+
+
+def _remember(key: str, statement: tuple[str, bool], generation: int | None,
+              result: list[Series]) -> None:
+    text, cacheable = statement
+    if not cacheable or generation is None or sum(len(s.values) for s in result) > _CACHE_ROWS:
+        return
+    _cache[(key, text)] = (generation, result)
+    _cache.move_to_end((key, text))
+    while len(_cache) > _CACHE_ENTRIES:
+        _cache.popitem(last=False)
 
 
 def ship_sums(answer: CalendarAnswer) -> dict[str, dict[int, Total]]:

@@ -396,6 +396,9 @@ def _all_series(status: int, body: bytes, retry_after: str | None,
     except orjson.JSONDecodeError:
         doc = None
     results = doc.get("results") if isinstance(doc, dict) else None
+    if isinstance(results, list) and len(results) != count and any(
+            isinstance(r, dict) and missing(r.get("error")) for r in results):
+        raise DatabaseMissingError(str(results[0].get("error")))  # one answer for them all
     if not isinstance(results, list) or len(results) != count:
         raise StoreError("InfluxDB answered without a result per statement")
     out: list[list[Series]] = []

@@ -7,6 +7,7 @@ Asia/Kolkata the parts.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import random
@@ -23,6 +24,9 @@ from typing import Any
 import pytest
 
 from fleet.calendar import local_iso, parse_tz, periods
+from fleet.coarse import generation_line
+from fleet.errors import StoreUnavailableError
+from fleet.store import InfluxStore
 from fleet.timeutil import format_datetime, parse_datetime
 from launcher.servers import Service, free_port
 from tests.conftest import MqttSession, Stack, eventually
@@ -270,7 +274,8 @@ def test_rollup_verify_finds_a_tampered_value_and_rebuild_mends_it(hist: History
     hist.write(f"energy_1h,ship={ship} kwh=99.0,seconds=3600.0,n=4.0 {hour}\n"
                f"energy_1d,ship={ship} kwh=7.0,seconds=86400.0,n=96.0 {oslo_day}\n"
                f"energy_1h,ship={ship} kwh=5.0,seconds=3600.0,n=4.0 "
-               f"{parse_datetime('2025-02-10T00:00:00Z') * 1000}", "fleet_raw_rollup")
+               f"{parse_datetime('2025-02-10T00:00:00Z') * 1000}\n"
+               f"{generation_line()}", "fleet_raw_rollup")  # as any writer of them does
     # The reader trusts the daily series: the tampered day shows (proof that it reads them).
     assert hist.energy(ship, **day)["windows"][1]["kwh"] == 7.0
     found = hist.fleetctl("rollup", "verify")
@@ -287,6 +292,14 @@ def test_rollup_verify_finds_a_tampered_value_and_rebuild_mends_it(hist: History
     assert hist.energy(ship, **day)["windows"] == before
 
 
+def _stored(store: InfluxStore, lines: list[str]) -> bool:
+    try:
+        store.write("\n".join(lines).encode())
+    except StoreUnavailableError:
+        return False
+    return True
+
+
 def test_data_stored_before_coarse_series_gets_them_at_bridge_start(stack: Stack) -> None:
     h = History(stack, f"hist_{uuid.uuid4().hex[:8]}", free_port(), [])
     ship = f"old-{uuid.uuid4().hex[:6]}"
@@ -295,12 +308,12 @@ def test_data_stored_before_coarse_series_gets_them_at_bridge_start(stack: Stack
              for i in range(96 * 20)]
     lines += [f"energy,meter=shore,ship={ship} kwh=1.0,seconds=900.0 "
               f"{(t0 + i * 900 * 10**6) * 1000}" for i in range(96)]
-    urllib.request.urlopen(urllib.request.Request(
-        f"{stack.cfg.influxdb.url}/query?q=CREATE+DATABASE+{h.db}", method="POST"), timeout=10)
-    urllib.request.urlopen(urllib.request.Request(
-        f"{stack.cfg.influxdb.url}/query?q=CREATE+RETENTION+POLICY+fleet_raw+ON+{h.db}"
-        "+DURATION+INF+REPLICATION+1+DEFAULT", method="POST"), timeout=10)
-    h.write("\n".join(lines), "fleet_raw")
+    store = InfluxStore(dataclasses.replace(stack.cfg.influxdb, database=h.db))
+    try:
+        store.ensure_database()  # what a bridge of before the coarse series did
+        eventually(lambda: _stored(store, lines), message="the old parts are written")
+    finally:
+        store.close()
     assert not h.influx('SHOW MEASUREMENTS')[0]["series"][0]["values"] == [["energy_1h"]]
     try:
         h.bridge()
