@@ -124,6 +124,7 @@ def offset_us(us: int, tz: ZoneInfo) -> int:
     return 0 if off is None else off // _ONE_US
 
 
+@functools.lru_cache(maxsize=1 << 15)
 def local_iso(us: int, tz: ZoneInfo) -> str:
     """``2025-03-30T00:00:00+01:00``: the instant in ``tz`` with its offset (``Z`` for UTC)."""
     dt = to_local(us, tz)
@@ -234,9 +235,16 @@ def periods(start_us: int, end_us: int, every: str, tz: ZoneInfo,
             raise CalendarError(
                 "every", f"the range from start to end holds {n} windows of every={every}, more "
                          f"than the {max_windows} allowed (http.max_windows): {hint}")
+    return list(_checked_periods(start_us, end_us, every, tz))
+
+
+@functools.lru_cache(maxsize=256)
+def _checked_periods(start_us: int, end_us: int, every: str, tz: ZoneInfo) -> tuple[Period, ...]:
+    # Cached: dashboards ask for the same range again and again, and a year of days costs a
+    # few thousand zoneinfo conversions.
     out = _periods(start_us, end_us, every, tz)
     check_offsets(start_us, end_us, tz, [p.start_us for p in out] if every not in FIXED_US else ())
-    return out
+    return tuple(out)
 
 
 def _periods(start_us: int, end_us: int, every: str, tz: ZoneInfo) -> list[Period]:
