@@ -21,7 +21,6 @@ from fleet.config import Config, load_config
 from fleet.errors import FleetError
 from fleet.local import (
     Service,
-    bridge_service,
     broker_dir,
     free_port,
     influxd_service,
@@ -32,6 +31,7 @@ from fleet.local import (
 )
 from fleet.tls import server_files
 from fleet.tokens import dev_token_text, ensure_dev_token
+from launcher.bridges import start_bridges
 from ship.simulate import provision as provision_simulated
 from ship.simulate import ship_ids as simulated_ids
 
@@ -225,11 +225,14 @@ def main() -> int:
         started.append(svc.start(timeout=timeout))
 
     try:
-        for svc in (influxd_service(cfg), mosquitto_service(cfg), bridge_service(cfg, env),
-                    query_service(cfg, env)):
+        for svc in (influxd_service(cfg), mosquitto_service(cfg)):
             if stop.is_set():
                 return 0
             start(svc)
+        started.extend(start_bridges(cfg, env, stop))  # [bridge] workers, handoff on a change
+        if stop.is_set():
+            return 0
+        start(query_service(cfg, env))
         if sim_ships and not stop.is_set():
             log.info("starting the fleet simulator (%d ships)", len(sim_ships))
             start(simulator_service(cfg, env), timeout=10)

@@ -1,0 +1,1 @@
+"""What `make run` runs: the servers and services of one machine, supervised."""
