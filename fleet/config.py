@@ -203,15 +203,27 @@ class HttpConfig:
     auth: str = "token"
     mqtt_username: str = "fleet-query"
     mqtt_password: str = ""
+    cache_entries: int = 4096
+    workers: int = 0
 
     def __post_init__(self) -> None:
         _port("http", "port", self.port)
+        if not 0 <= self.cache_entries <= 1_000_000:
+            raise ConfigError("http.cache_entries must be between 0 (no cache) and 1000000")
+        if not 0 <= self.workers <= 64:
+            raise ConfigError("http.workers must be between 0 (one per core, up to 4) and 64")
         if self.max_windows < 1:
             raise ConfigError("http.max_windows must be at least 1")
         if self.auth not in {"token", "none"}:
             raise ConfigError(f"http.auth must be token or none, got {self.auth!r}")
         if self.mqtt_username and not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", self.mqtt_username):
             raise ConfigError("http.mqtt_username must be empty or 1-64 characters of [A-Za-z0-9_-]")
+
+
+    @property
+    def worker_count(self) -> int:
+        """``workers``, or for 0 one gunicorn worker per core up to 4."""
+        return self.workers or max(1, min(os.cpu_count() or 1, 4))
 
 
 @dataclass(frozen=True, slots=True)
