@@ -18,8 +18,9 @@ from typing import TYPE_CHECKING
 import paho.mqtt.client as mqtt
 
 from bridge.batcher import Pending
-from bridge.partition import HANDOFF_TOPIC, Partition
+from bridge.partition import Partition
 from fleet.config import Config
+from fleet.topics import BRIDGE_HANDOFF as HANDOFF_TOPIC
 
 if TYPE_CHECKING:
     from bridge.mqtt import Bridge

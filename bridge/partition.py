@@ -11,7 +11,7 @@ bridge's session.
 A change of ``N`` (a to b) is a handoff. Every bridge (``max(a, b)`` of them) first runs in union
 mode: it handles the ships it owns under a OR under b (overlap is harmless: storage is
 idempotent). Once all of them are subscribed, the launcher publishes a marker on
-:data:`HANDOFF_TOPIC`; each bridge passes it in order in its own session queue and, once
+``fleet.topics.BRIDGE_HANDOFF``; each bridge passes it in order in its own session queue and, once
 everything queued before it is stored, drops the old ownership. A message published before the
 marker is in the old owner's queue ahead of the marker, so the old owner handles it; one published
 after the marker reaches the new owner, which was already subscribed. No gap, whatever the lag of
@@ -24,8 +24,6 @@ import zlib
 from dataclasses import dataclass, replace
 
 from fleet.errors import ConfigError
-
-HANDOFF_TOPIC = "fleet/bridges/handoff"
 
 
 def ship_hash(ship: str) -> int:

@@ -1,1 +1,1 @@
-"""What `make run` runs: the servers and services of one machine, supervised."""
+"""The local launcher behind ``make run``: the servers' configs and processes, and their supervisor."""

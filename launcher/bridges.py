@@ -14,33 +14,31 @@ from __future__ import annotations
 import json
 import logging
 import os
-import signal
 import sys
 import threading
 import time
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
-from types import FrameType
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from bridge.ownership import handoff_file
-from bridge.partition import HANDOFF_TOPIC, client_id
+from bridge.partition import client_id
+from fleet import paths
 from fleet.config import Config, load_config
 from fleet.errors import FleetError
-from fleet.local import Service, free_port, port_in_use, python_service
-from fleet.tls import configure_client
+from fleet.mqttclient import connect, connect_async, new_client
+from fleet.service import setup_logging, stop_on_signals
+from fleet.topics import BRIDGE_HANDOFF as HANDOFF_TOPIC
+from launcher.servers import Service, free_port, port_in_use, python_service
 
 log = logging.getLogger(__name__)
 
 
 def state_path(cfg: Config) -> Path:
-    return cfg.local.path / "run" / f"{cfg.bridge.client_id}.workers.json"
+    return paths.run_dir(cfg.local.path) / f"{cfg.bridge.client_id}.workers.json"
 
 
 def recorded_workers(cfg: Config) -> int | None:
@@ -70,12 +68,11 @@ def bridge_services(cfg: Config, env: Mapping[str, str], workers: int, *, handof
                     epoch: str = "") -> list[Service]:
     """The bridge processes for ``workers`` (``max(workers, handoff_from)`` during a handoff),
     each with its client id, partition, ready file and metrics port."""
-    run = cfg.local.path / "run"
     base_port = int(env.get("FLEET_BRIDGE_METRICS_PORT", cfg.bridge.metrics_port))
     services = []
     for index in range(max(workers, handoff_from)):
         cid = client_id(cfg.bridge.client_id, index)
-        ready = run / f"{cid}.ready"
+        ready = paths.ready_file(cfg.local.path, cid)
         child = {k: v for k, v in env.items() if k != "FLEET_BRIDGE_HANDOFF"}
         child.update({
             "FLEET_BRIDGE_CLIENT_ID": cid,
@@ -95,12 +92,7 @@ def bridge_services(cfg: Config, env: Mapping[str, str], workers: int, *, handof
 
 
 def _client(cfg: Config, cid: str) -> mqtt.Client:
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=cid,
-                         protocol=MQTTProtocolVersion.MQTTv5)
-    if cfg.mqtt.username:
-        client.username_pw_set(cfg.mqtt.username, cfg.mqtt.password or None)
-    configure_client(client, cfg)
-    return client
+    return new_client(cfg, cid, username=cfg.mqtt.username, password=cfg.mqtt.password)
 
 
 def publish_marker(cfg: Config, epoch: str, workers: int, timeout: float = 30.0) -> None:
@@ -115,8 +107,7 @@ def publish_marker(cfg: Config, epoch: str, workers: int, timeout: float = 30.0)
         acked.set()
 
     client.on_publish = on_publish
-    client.connect(cfg.mqtt.host, cfg.mqtt.client_port, keepalive=cfg.mqtt.keepalive)
-    client.loop_start()
+    connect(client, cfg)
     try:
         client.publish(HANDOFF_TOPIC, json.dumps({"epoch": epoch, "workers": workers}), qos=1)
         if not acked.wait(timeout):
@@ -132,11 +123,7 @@ def publish_marker(cfg: Config, epoch: str, workers: int, timeout: float = 30.0)
 def forget_session(cfg: Config, cid: str) -> None:
     """Discard a retired bridge's persistent session, so the broker stops queueing for it."""
     client = _client(cfg, cid)
-    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-    props.SessionExpiryInterval = 0
-    client.connect(cfg.mqtt.host, cfg.mqtt.client_port, keepalive=cfg.mqtt.keepalive,
-                   clean_start=True, properties=props)
-    client.loop_start()
+    connect_async(client, cfg, clean_start=True, session_expiry=0)
     deadline = time.monotonic() + 10
     while not client.is_connected() and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -227,18 +214,10 @@ def _wait_passed(services: list[Service], epoch: str, stop: threading.Event) -> 
 
 def main() -> int:
     """``python -m launcher.bridges``: the bridges of one container (docker-compose), supervised."""
-    from fleet.run import supervise  # noqa: PLC0415 - the launcher's supervisor
+    from launcher.run import supervise  # noqa: PLC0415 - the launcher's supervisor
 
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    stop = threading.Event()
-
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        log.info("received %s; stopping the bridges", signal.Signals(signum).name)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    setup_logging()
+    stop = stop_on_signals(log, "stopping the bridges")
     env = dict(os.environ)
     try:
         cfg = load_config(env=env)

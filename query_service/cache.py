@@ -32,11 +32,11 @@ from collections import OrderedDict
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.enums import MQTTErrorCode
 
 from fleet.config import Config
+from fleet.mqttclient import connect_async, new_client
 from fleet.timeutil import WINDOW_US, parse_datetime
-from fleet.tls import configure_client
 from query_service.db import InfluxClient, WindowRow
 from query_service.presence import service_password
 
@@ -214,20 +214,14 @@ class WindowCache:
             log.info("cache off: no password for the broker account %r", config.http.mqtt_username)
             return False
         self._loop = loop
-        client = mqtt.Client(CallbackAPIVersion.VERSION2,
-                             client_id=f"fleet-query-cache-{uuid.uuid4().hex[:8]}",
-                             protocol=MQTTProtocolVersion.MQTTv5)
-        client.username_pw_set(config.http.mqtt_username, password)
-        configure_client(client, config)
+        client = new_client(config, f"fleet-query-cache-{uuid.uuid4().hex[:8]}",
+                            username=config.http.mqtt_username, password=password)
         client.on_connect = self._on_connect
         client.on_subscribe = self._on_subscribe
         client.on_unsubscribe = self._on_unsubscribe
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
-        client.reconnect_delay_set(1, 30)
-        client.connect_async(config.mqtt.host, config.mqtt.client_port,
-                             keepalive=config.mqtt.keepalive)
-        client.loop_start()
+        connect_async(client, config)
         self._client = client
         return True
 

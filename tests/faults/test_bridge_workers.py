@@ -18,8 +18,8 @@ from collections.abc import Sequence
 import pytest
 
 from fleet.config import load_config
-from fleet.local import Service, free_port
 from launcher.bridges import start_bridges
+from launcher.servers import Service, free_port
 from tests.faults.conftest import BRIDGE_ENV, Rig, stream
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
