@@ -13,7 +13,7 @@ import json
 import logging
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import paho.mqtt.client as mqtt
 
@@ -40,6 +40,7 @@ class Ownership:
         self._ready_file = cfg.bridge.ready_file
         self._owned: dict[str, bool] = {}
         self._lock = threading.Lock()
+        self._skipped: Any = None  # the metric's child for skipped messages, made once
         if self.partition.epoch:
             # A handoff this bridge already passed (it was restarted since): nothing to wait for.
             f = handoff_file(self._ready_file)
@@ -74,7 +75,9 @@ class Ownership:
         if owned:
             return False
         bridge.client.ack(msg.mid, msg.qos)
-        bridge.metrics.messages.labels("other_bridge").inc()
+        if self._skipped is None:
+            self._skipped = bridge.metrics.messages.labels("other_bridge")
+        self._skipped.inc()
         return True
 
     def _marker(self, bridge: Bridge, msg: mqtt.MQTTMessage) -> None:

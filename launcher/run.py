@@ -30,7 +30,7 @@ from launcher.servers import (
     mosquitto_service,
     port_in_use,
     python_service,
-    query_service,
+    served_query_service,
 )
 from ship.simulate import provision as provision_simulated
 from ship.simulate import ship_ids as simulated_ids
@@ -236,7 +236,7 @@ def main() -> int:
         started.extend(start_bridges(cfg, env, stop))  # [bridge] workers, handoff on a change
         if stop.is_set():
             return 0
-        start(query_service(cfg, env))
+        start(served_query_service(cfg, env))  # [http] workers gunicorn processes
         if sim_ships and not stop.is_set():
             log.info("starting the fleet simulator (%d ships)", len(sim_ships))
             start(simulator_service(cfg, env), timeout=10)
