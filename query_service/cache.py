@@ -34,6 +34,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import MQTTErrorCode
 
+from fleet import topics
 from fleet.config import Config
 from fleet.mqttclient import connect_async, new_client
 from fleet.timeutil import WINDOW_US, parse_datetime
@@ -42,8 +43,8 @@ from query_service.presence import service_password
 
 log = logging.getLogger(__name__)
 
-ENERGY = "fleet/ships/+/energy"
-BARRIER = "fleet/query-cache/barrier"  # never subscribed: unsubscribing it is a pure round trip
+ENERGY = topics.every_ship(topics.ENERGY)
+BARRIER = topics.QUERY_CACHE_BARRIER
 BARRIER_TIMEOUT = 0.5
 
 Key = tuple[str, int, int, str]  # ship, start_us, end_us, every
@@ -255,9 +256,9 @@ class WindowCache:
             self._loop.call_soon_threadsafe(self._barrier_done, mid)
 
     def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
-        parts = msg.topic.split("/")
-        if len(parts) == 4:
-            self.invalidate(parts[2], energy_windows(bytes(msg.payload)))
+        topic = topics.parse_ship_topic(msg.topic)
+        if topic is not None:
+            self.invalidate(topic.ship, energy_windows(bytes(msg.payload)))
 
 
 _caches: weakref.WeakKeyDictionary[InfluxClient, WindowCache] = weakref.WeakKeyDictionary()
