@@ -23,15 +23,19 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from bridge.batcher import Batcher, Pending
 from bridge.metrics import BridgeMetrics
+from bridge.totals import InfluxRegisters, Registers, Settler, settle_with_retry
 from fleet.config import Config
 from fleet.errors import PayloadError
-from fleet.normalize import Normalized, process_payload, window_sums
+from fleet.normalize import TOTAL, Normalized, process_payload, window_sums
 from fleet.schema import SHIP_ID, Part, lines
+from fleet.store import InfluxStore
 from fleet.timeutil import format_datetime
+from fleet.totals import register_lines
 
 log = logging.getLogger(__name__)
 
 READINGS = "fleet/ships/+/readings"
+MAX_PUBLISHED_PARTS = 10_000  # a settle's parts past this are stored, not shown on `energy`
 
 
 def subscription(cfg: Config) -> str:
@@ -49,9 +53,9 @@ def _dumps(obj: dict[str, Any]) -> str:
     return json.dumps(obj, separators=(",", ":"), allow_nan=False)
 
 
-def _energy(ship: str, parts: list[Part]) -> str:
-    """The energy topic's JSON for one ship's parts in a batch."""
-    return _dumps({"ship": ship, "unit": "kWh",
+def _energy(ship: str, parts: list[Part], meter: str = "main") -> str:
+    """The energy topic's JSON for one ship's meter's parts in a batch (one message per meter)."""
+    return _dumps({"ship": ship, "meter": meter, "unit": "kWh",
                    "windows": [{"time": format_datetime(w), "kwh": kwh, "coverage": coverage}
                                for w, kwh, coverage in window_sums(parts)]})
 
@@ -59,8 +63,13 @@ def _energy(ship: str, parts: list[Part]) -> str:
 class Bridge:
     """Wires paho callbacks to the batcher and publishes ack, rejected and energy topics."""
 
-    def __init__(self, cfg: Config, batcher_factory: Any, metrics: BridgeMetrics) -> None:
+    def __init__(self, cfg: Config, batcher_factory: Any, metrics: BridgeMetrics, *,
+                 registers: Registers | None = None) -> None:
         self.cfg = cfg
+        # Running totals read the stored readings back: a store of their own, beside the
+        # batcher's (which only writes).
+        self.settler = Settler(registers if registers is not None
+                               else InfluxRegisters(InfluxStore(cfg.influxdb)))
         self.metrics = metrics
         self.generation = 0
         self.subscribed = threading.Event()
@@ -177,6 +186,15 @@ class Bridge:
         if n.rejected:
             self._report_readings(n)
         self.metrics.readings_accepted.inc(n.accepted)
+        if n.kind == TOTAL and n.registers:
+            self.metrics.inflight.inc()
+            self.batcher.add(Pending(
+                mid=msg.mid, qos=msg.qos, generation=self.generation, ship=ship,
+                batch_id=n.batch_id, accepted=n.accepted, rejected=len(n.rejected),
+                body=register_lines(ship, n.meter, n.registers), npoints=len(n.registers),
+                parts=[], meter=n.meter, registers=n.registers,
+            ))
+            return
         if not n.parts:
             self.metrics.messages.labels("empty").inc()
             self._confirm(n.ship, n.batch_id, n.accepted, len(n.rejected))
@@ -186,7 +204,7 @@ class Bridge:
         self.batcher.add(Pending(
             mid=msg.mid, qos=msg.qos, generation=self.generation, ship=ship,
             batch_id=n.batch_id, accepted=n.accepted, rejected=len(n.rejected),
-            body=lines(n.parts), npoints=len(n.parts), parts=n.parts,
+            body=lines(n.parts), npoints=len(n.parts), parts=n.parts, meter=n.meter,
         ))
 
     def _report_readings(self, n: Normalized) -> None:
@@ -219,9 +237,43 @@ class Bridge:
 
     # -- batcher sink (writer thread) ----------------------------------------------------------
 
+    def _settle(self, items: Sequence[Pending]) -> dict[tuple[str, str], list[Part]] | None:
+        """Recompute the register spans of the batch's total readings (already stored); their
+        parts by (ship, meter) for the energy topic, or None when abandoned at shutdown."""
+        spans: dict[tuple[str, str], tuple[int, int]] = {}
+        for item in items:
+            if item.registers:
+                key = (item.ship, item.meter)
+                lo, hi = item.registers[0][0], item.registers[-1][0]
+                if key in spans:
+                    lo, hi = min(lo, spans[key][0]), max(hi, spans[key][1])
+                spans[key] = (lo, hi)
+        out: dict[tuple[str, str], list[Part]] = {}
+        for (ship, meter), (lo, hi) in spans.items():
+            published: list[Part] = []
+
+            def keep(parts: Sequence[Part], published: list[Part] = published) -> None:
+                if len(published) < MAX_PUBLISHED_PARTS:
+                    published.extend(parts)
+
+            span = settle_with_retry(self.settler, ship, meter, lo, hi,
+                                     abandoned=self.batcher.wait_abandoned,
+                                     max_delay=self.cfg.bridge.retry_max_delay, on_parts=keep)
+            if span is None:
+                return None
+            # A retried computation may have reported its parts twice: window_sums counts a
+            # key once, the last value winning, which is the verified computation's.
+            out[(ship, meter)] = published
+        return out
+
     def stored(self, items: Sequence[Pending]) -> None:
         generation = self.generation
-        by_ship: dict[str, list[Part]] = {}
+        by_meter: dict[tuple[str, str], list[Part]] = {}
+        if any(item.registers for item in items):
+            settled = self._settle(items)
+            if settled is None:
+                return  # stopping with the database down: left unacknowledged, redelivered
+            by_meter.update(settled)
         self.metrics.inflight.dec(len(items))
         self.metrics.messages_stored.inc(len(items))
         for item in items:
@@ -230,10 +282,14 @@ class Bridge:
             # else: the connection it came on is gone; the broker delivers it again and that
             # copy (stored again, idempotently) is the one acknowledged.
             self._confirm(item.ship, item.batch_id, item.accepted, item.rejected)
-            if self.cfg.bridge.publish_energy:
-                by_ship.setdefault(item.ship, []).extend(item.parts)
-        for ship, parts in by_ship.items():
-            self.client.publish(f"fleet/ships/{ship}/energy", _energy(ship, parts), qos=0)
+            if self.cfg.bridge.publish_energy and item.parts:
+                by_meter.setdefault((item.ship, item.meter), []).extend(item.parts)
+        if not self.cfg.bridge.publish_energy:
+            return
+        for (ship, meter), parts in by_meter.items():
+            if parts:
+                self.client.publish(f"fleet/ships/{ship}/energy", _energy(ship, parts, meter),
+                                    qos=0)
 
     def refused(self, item: Pending, detail: str) -> None:
         if item.generation == self.generation:
