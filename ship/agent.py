@@ -71,16 +71,21 @@ def status_payload(state: str, **extra: Any) -> str:
 
 
 def batch_payload(batch: Batch) -> str:
-    """A readings message (CONTRACT section 3) with the batch's declared interval and id."""
+    """A readings message (CONTRACT section 3) with the batch's declared interval, id, meter and
+    kind."""
     first = batch.readings[0]
     interval: float | int = first.interval_s
     if float(interval).is_integer():
         interval = int(interval)
-    return json.dumps({
-        "units": first.units, "interval": interval, "batch_id": batch.id,
-        "data": [{"datetime": format_datetime(r.start_us), "value": r.value}
-                 for r in batch.readings],
-    }, separators=(",", ":"), allow_nan=False)
+    doc: dict[str, Any] = {"units": first.units, "interval": interval, "batch_id": batch.id}
+    # Only when not the defaults, so a ship with one interval meter sends what it always sent.
+    if first.meter != "main":
+        doc["meter"] = first.meter
+    if first.kind != "interval":
+        doc["kind"] = first.kind
+    doc["data"] = [{"datetime": format_datetime(r.start_us), "value": r.value}
+                   for r in batch.readings]
+    return json.dumps(doc, separators=(",", ":"), allow_nan=False)
 
 
 @dataclass(slots=True)
