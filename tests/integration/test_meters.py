@@ -204,6 +204,15 @@ def test_a_ship_with_three_meters(stack: Stack) -> None:
                     w = t - t % (seconds * US)
                     want[w] = want.get(w, 0.0) + v
             assert stored(stack, ship, None, every) == pytest.approx(want), every
+        status, body = stack.http_get(f"/v1/ships/{ship}/meters")
+        assert status == 200, body
+        assert [(m["meter"], m["kind"]) for m in body["meters"]] == [
+            ("hotel", "interval"), ("main", "interval"), ("shore", "total")]
+        by = {m["meter"]: m["last_reading"] for m in body["meters"]}
+        assert by["shore"] == {"time": f"{DAY}T02:00:00Z", "register_kwh": 113.0}
+        assert by["main"] == {"time": f"{DAY}T00:25:00Z", "kwh": 0.25, "seconds": 300.0}
+        assert by["hotel"]["time"] == f"{DAY}T01:45:00Z"
+        assert stack.http_get("/v1/ships/never-seen-ship/meters")[0] == 404
         # The energy topic carries one message per meter, each naming it.
         for meter in ("main", "hotel", "shore"):
             s.wait_for(lambda m, mt=meter: m.topic.endswith("/energy")
