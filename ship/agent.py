@@ -103,7 +103,11 @@ class Agent:
     """One ship: a source, a spool and an MQTT client (see the module docstring)."""
 
     def __init__(self, cfg: Config, ship: str, password: str, spool: Spool, source: Source, *,
-                 live: bool = True) -> None:
+                 live: bool = True, client_id: str | None = None,
+                 presence: bool = True) -> None:
+        """``client_id`` defaults to the ship id; ``presence=False`` (``fleetctl import``, which
+        publishes as the ship beside its running agent) leaves the ship's status alone: no
+        online message, no last will."""
         self.cfg = cfg
         self.ship = ship
         self.spool = spool
@@ -127,12 +131,14 @@ class Agent:
         self._refused: str | None = None
         self._started = False
 
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=ship,
+        self.presence = presence
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id or ship,
                                   protocol=MQTTProtocolVersion.MQTTv5)
         self.client.username_pw_set(ship, password)
         configure_client(self.client, cfg)
-        self.client.will_set(self.status_topic, json.dumps({"status": "offline"}), qos=1,
-                             retain=True)
+        if presence:
+            self.client.will_set(self.status_topic, json.dumps({"status": "offline"}), qos=1,
+                                 retain=True)
         self.client.reconnect_delay_set(1, int(cfg.ship.reconnect_max_delay))
         self.client.max_queued_messages_set(0)
         self.client.max_inflight_messages_set(max(20, 4 * cfg.ship.max_inflight))
@@ -151,7 +157,8 @@ class Agent:
             # snapshots) has lost the subscription too. Before any publish of this connection,
             # so no ack can be missed.
             client.subscribe(self.ack_topic, qos=1)
-            client.publish(self.status_topic, status_payload("online"), qos=1, retain=True)
+            if self.presence:
+                client.publish(self.status_topic, status_payload("online"), qos=1, retain=True)
             self._events.put(("connected", flags.session_present))
         self.wake.set()
 
@@ -198,7 +205,7 @@ class Agent:
 
     def close(self, *, goodbye: bool = True) -> None:
         """Publish ``offline`` (retained) and disconnect; the spool keeps what is unconfirmed."""
-        if goodbye and self.connected:
+        if goodbye and self.connected and self.presence:
             info = self.client.publish(self.status_topic,
                                        status_payload("offline", reason="agent stopped"),
                                        qos=1, retain=True)

@@ -1,0 +1,1 @@
+"""The ``fleetctl`` command line: one module per command group."""
