@@ -64,7 +64,7 @@ from ship.agent import Agent
 from ship.spool import Reading, Spool
 
 if TYPE_CHECKING:
-    from fleet.cli import CommandTree
+    from fleetctl.main import CommandTree
 
 log = logging.getLogger(__name__)
 

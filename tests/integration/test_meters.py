@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from fleet.local import free_port
 from fleet.normalize import window_sums
 from fleet.timeutil import US, format_datetime, parse_datetime
 from fleet.totals import parts_of
+from launcher.servers import free_port
 from tests.conftest import MqttSession, Stack, eventually
 
 pytestmark = pytest.mark.integration
