@@ -56,6 +56,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import pandas as pd
 
+from fleet import paths, topics
 from fleet.config import Config, load_config
 from fleet.errors import ConfigError, FleetError
 from fleet.schema import METER_ID, SHIP_ID
@@ -302,7 +303,7 @@ def file_digest(path: Path) -> str:
 
 
 def state_path(cfg: Config, digest: str, ship: str, meter: str) -> Path:
-    return cfg.local.path / "imports" / f"{digest[:32]}-{ship}-{meter}.spool"
+    return paths.import_state(cfg.local.path, digest, ship, meter)
 
 
 class FileReadings:
@@ -347,7 +348,7 @@ def _password(args: argparse.Namespace, cfg: Config) -> str:
     if env:
         return env
     with contextlib.suppress(OSError, ValueError, TypeError):
-        known = json.loads((cfg.local.path / "simulate" / "credentials.json").read_text())
+        known = json.loads(paths.simulate_credentials(cfg.local.path).read_text())
         if isinstance(known.get(args.ship), str):
             return str(known[args.ship])
     raise ConfigError(f"the password of ship {args.ship!r} is needed: --password, "
@@ -427,7 +428,7 @@ def _run(args: argparse.Namespace) -> int:
             return 130
         print(f"imported {len(readings)} readings to ship {args.ship} meter {args.meter}: "
               f"{confirmed - rejected} stored, {rejected} refused (see "
-              f"fleet/ships/{args.ship}/rejected)", file=err)
+              f"{topics.rejected(args.ship)})", file=err)
         return 1 if rejected else 0
 
 

@@ -8,17 +8,21 @@ from __future__ import annotations
 
 import json
 import random
+import time
 import urllib.request
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from fleet.normalize import window_sums
+from fleet.normalize import normalize, window_sums, windows
 from fleet.timeutil import US, format_datetime, parse_datetime
 from fleet.totals import parts_of
 from launcher.servers import free_port
+from ship.source import meter_specs, simulated_meters
 from tests.conftest import MqttSession, Stack, eventually
+from tests.integration.agent_helpers import agent, simulated
 
 pytestmark = pytest.mark.integration
 
@@ -251,3 +255,39 @@ def test_upgrade_keeps_old_data_as_main_and_counts_a_resend_once(stack: Stack) -
         assert stored(stack, ship, "main") == dict(zip(sorted(sums), sums.values(), strict=True))
     finally:
         s.close()
+
+
+def test_one_agent_with_an_interval_and_a_register_meter(stack: Stack, tmp_path: Path) -> None:
+    """``fleetctl ship run --meter main --meter shore:total``: each meter stored as its own."""
+    ship, password = stack.ship()
+    start = "2024-01-01T00:00:00Z"
+    args = ("--source", "simulate", "--interval", "PT5M", "--speed", "3000", "--start", start,
+            "--duration", "PT2H", "--meter", "main", "--meter", "shore:total")
+    proc = agent(stack, ship, password, tmp_path / "ship.spool", *args).start()
+    try:
+        assert proc.proc is not None and proc.proc.wait(timeout=60) == 0, proc.tail()
+    finally:
+        proc.stop()
+    t0 = parse_datetime(start)
+    sim = simulated_meters(ship, meter_specs(["main", "shore:total"]), 300.0, {}.get,
+                           start_us=t0, duration_s=7200, speed=3000, wall=0.0)
+    measured = sim.poll(time.time())
+    main = [(r.start_us, r.value) for r in measured if r.meter == "main"]
+    shore = [(r.start_us, r.value) for r in measured if r.meter == "shore"]
+    assert len(main) == len(shore) == 24
+    assert main == simulated(ship, t0, t0 + 7200 * US)  # meter main: the ship's own profile
+    want_main = {w.start_us: w.kwh for w in windows(normalize(ship, main, power=True,
+                                                              interval_s=300))}
+    assert stored_since(stack, ship, "main", t0) == pytest.approx(want_main)
+    assert stored_since(stack, ship, "shore", t0) == pytest.approx(reference([shore]))
+
+
+def stored_since(stack: Stack, ship: str, meter: str, t0: int) -> dict[int, float]:
+    tag = "" if meter == "main" else meter
+    q = (f"SELECT sum(kwh) FROM energy WHERE \"ship\" = '{ship}' AND \"meter\" = '{tag}' AND "
+         f"time >= {t0}u AND time < {t0 + 86400 * US}u GROUP BY time(15m) fill(none)")
+    out: dict[int, float] = {}
+    for r in stack.influx_query(q):
+        for series in r.get("series", []):
+            out.update((int(t), float(v)) for t, v in series["values"])
+    return out
