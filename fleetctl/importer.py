@@ -131,14 +131,15 @@ def read_table(path: Path, tz: ZoneInfo) -> Table:
         column = _letters(col) if excel else str(col + 1)
         return f"{path.name}: {'row' if excel else 'line'} {row + 1}, column {column}"
 
-    rows = [r for r in range(len(frame)) if any(_text(v) for v in frame.iloc[r])]
+    cells: list[list[Any]] = frame.to_numpy(dtype=object).tolist()
+    rows = [r for r, row in enumerate(cells) if any(_text(v) for v in row)]
     if not rows:
         raise ImportFileError(f"{path}: holds no readings")
     if frame.shape[1] < 2:
         raise ImportFileError(f"{path.name}: one column only; expected a time column and a value "
                               "column" + ("" if excel else f" (separated by {sep!r})"))
-    header = [_text(v) for v in frame.iloc[rows[0]]]
-    has_header = not _looks_like_data(frame.iloc[rows[0]])
+    header = [_text(v) for v in cells[rows[0]]]
+    has_header = not _looks_like_data(cells[rows[0]])
     t_col, v_col = 0, 1
     if has_header:
         t_col = _best(header, _TIME_NAMES, -1)
@@ -149,14 +150,15 @@ def read_table(path: Path, tz: ZoneInfo) -> Table:
         rows = rows[1:]
     names = header if has_header else [f"column {i + 1}" for i in range(frame.shape[1])]
     units = _units_in(names[v_col]) if has_header else None
+    parsed = _parse_column([cells[r][t_col] for r in rows])
     readings: list[tuple[int, float]] = []
     seen: set[datetime] = set()
-    for r in rows:
-        t_raw, v_raw = frame.iat[r, t_col], frame.iat[r, v_col]
+    for r, pre in zip(rows, parsed, strict=True):
+        t_raw, v_raw = cells[r][t_col], cells[r][v_col]
         if not _text(t_raw):
             raise ImportFileError(f"{where(r, t_col)}: no time")
         try:
-            t = _instant(t_raw, tz, seen)
+            t = _instant(t_raw if pre is None else pre, tz, seen)
         except ValueError as exc:
             raise ImportFileError(f"{where(r, t_col)} ({names[t_col]}): {exc}") from None
         try:
@@ -178,6 +180,24 @@ def _best(header: list[str], patterns: tuple[re.Pattern[str], ...], skip: int) -
     return -1
 
 
+def _parse_column(values: list[Any]) -> list[datetime | None]:
+    """Local times of a day-first text format, parsed by pandas in one go (strptime per row is
+    slow: a year of 15-minute readings took seconds); None where another form, or an error,
+    is left to the row-by-row parser."""
+    first = next((_text(v) for v in values if isinstance(v, str) and _text(v)), "")
+    fmt = None
+    for candidate in _LOCAL_FORMATS:
+        with contextlib.suppress(ValueError):
+            datetime.strptime(first, candidate)
+            fmt = candidate
+            break
+    if fmt is None:
+        return [None] * len(values)
+    texts = pd.Series([_text(v) for v in values], dtype=object)
+    stamps = pd.to_datetime(texts, format=fmt, errors="coerce")
+    return [None if pd.isna(ts) else ts.to_pydatetime() for ts in stamps]
+
+
 def _letters(col: int) -> str:
     out = ""
     col += 1
@@ -193,7 +213,7 @@ def _text(v: object) -> str:
     return str(v).strip()
 
 
-def _looks_like_data(row: pd.Series[Any]) -> bool:
+def _looks_like_data(row: list[Any]) -> bool:
     """Whether a first row holds data (a readable time and number) rather than names."""
     cells = list(row)
     try:
@@ -375,7 +395,11 @@ def _run(args: argparse.Namespace) -> int:
     if not path.is_file():
         raise ConfigError(f"{path}: no such file")
     password = _password(args, cfg)
-    table = read_table(path, tz)
+    try:
+        table = read_table(path, tz)
+    except KeyboardInterrupt:
+        print(f"interrupted while reading {path.name}: nothing was sent", file=sys.stderr)
+        return 130
     units = args.units or table.units or "kWh"
     if args.kind == "total" and units not in ENERGY_UNITS:
         raise ConfigError(f"--kind total: a register is energy (kWh, Wh, MWh), not {units}")
@@ -447,11 +471,12 @@ def _send(agent: Agent, spool: Spool, stop: threading.Event, total: int, before:
             confirmed = int(spool.get_meta("confirmed") or 0)
             now = time.monotonic()
             if confirmed != shown or now - last > 1:
-                bar.update(confirmed - shown)
+                bar.update(confirmed - shown)  # the bar counts confirmed readings
                 shown = confirmed
                 last = now
-                bar.set_postfix(sent=before + agent.counters.sent, confirmed=confirmed,
-                                refresh=False)
+                # Published at least once: confirmed, or in a batch awaiting its ack.
+                bar.set_postfix(sent=confirmed + spool.depth - spool.unsent(),
+                                confirmed=confirmed, refresh=False)
             if agent.done:
                 break
             agent.wake.wait(0.2)
