@@ -396,10 +396,15 @@ def _run(args: argparse.Namespace) -> int:
         raise ConfigError(f"{path}: no such file")
     password = _password(args, cfg)
     try:
-        table = read_table(path, tz)
-    except KeyboardInterrupt:
-        print(f"interrupted while reading {path.name}: nothing was sent", file=sys.stderr)
+        return _import(args, cfg, path, tz, password)
+    except KeyboardInterrupt:  # before the sending starts (it handles Ctrl-C itself)
+        print("interrupted before sending; run the same command again", file=sys.stderr)
         return 130
+
+
+def _import(args: argparse.Namespace, cfg: Config, path: Path, tz: ZoneInfo,
+            password: str) -> int:
+    table = read_table(path, tz)
     units = args.units or table.units or "kWh"
     if args.kind == "total" and units not in ENERGY_UNITS:
         raise ConfigError(f"--kind total: a register is energy (kWh, Wh, MWh), not {units}")
@@ -471,12 +476,12 @@ def _send(agent: Agent, spool: Spool, stop: threading.Event, total: int, before:
             confirmed = int(spool.get_meta("confirmed") or 0)
             now = time.monotonic()
             if confirmed != shown or now - last > 1:
-                bar.update(confirmed - shown)  # the bar counts confirmed readings
-                shown = confirmed
-                last = now
                 # Published at least once: confirmed, or in a batch awaiting its ack.
                 bar.set_postfix(sent=confirmed + spool.depth - spool.unsent(),
                                 confirmed=confirmed, refresh=False)
+                bar.update(confirmed - shown)  # the bar counts confirmed readings
+                shown = confirmed
+                last = now
             if agent.done:
                 break
             agent.wake.wait(0.2)
