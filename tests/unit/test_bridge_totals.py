@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bridge.totals import Settler, settle_with_retry
 from fleet.errors import StoreUnavailableError
@@ -142,3 +144,40 @@ def test_retry_while_the_store_is_down() -> None:
     store.fail_reads = 100
     assert settle_with_retry(settler, "s", "m", at("00:00:00"), at("00:30:00"),
                              abandoned=lambda _d: True) is None
+
+
+class InterleavingRegisters(FakeRegisters):
+    """Before some parts writes, another bridge's whole message runs (chosen by hypothesis)."""
+
+    def __init__(self, pending: list[list[Reading]], interrupt: list[bool]) -> None:
+        super().__init__()
+        self.pending = pending
+        self.interrupt = interrupt
+
+    def write_parts(self, parts: Sequence[Part]) -> None:
+        if self.pending and self.interrupt and self.interrupt.pop():
+            ingest(self, Settler(self), self.pending.pop())
+        for p in parts:
+            self.parts[(p.ship, p.meter, p.start_us)] = p
+
+
+_reading = st.tuples(st.integers(0, 40).map(lambda k: at("00:00:00") + k * 300 * US),
+                     st.sampled_from([0.0, 3.0, 100.0, 101.5, 104.0, 95.0, 500.0]))
+
+
+@settings(max_examples=120, deadline=None)
+@given(st.lists(st.lists(_reading, min_size=1, max_size=5), min_size=2, max_size=8),
+       st.lists(st.booleans(), max_size=30))
+def test_any_interleaving_of_bridges_ends_as_the_rule_says(
+        messages: list[list[Reading]], interrupt: list[bool]) -> None:
+    """Messages handled by bridges that interrupt each other between reading and writing end
+    with the parts of all the readings taken together. (Each message holds one value per
+    time; across messages a time may repeat with another value, and then the value that was
+    stored last wins, so those are made to agree.)"""
+    values: dict[int, float] = {}
+    messages = [[(t, values.setdefault(t, v)) for t, v in dict(m).items()] for m in messages]
+    store = InterleavingRegisters(list(reversed(messages[1:])), interrupt)
+    ingest(store, Settler(store), messages[0])
+    while store.pending:  # what no interruption picked up
+        ingest(store, Settler(store), store.pending.pop())
+    assert store.windows() == reference(messages)
