@@ -153,6 +153,7 @@ def read_table(path: Path, tz: ZoneInfo) -> Table:
     parsed = _parse_column([cells[r][t_col] for r in rows])
     readings: list[tuple[int, float]] = []
     seen: set[datetime] = set()
+    first_at: dict[int, int] = {}  # instant -> the row that gave it
     for r, pre in zip(rows, parsed, strict=True):
         t_raw, v_raw = cells[r][t_col], cells[r][v_col]
         if not _text(t_raw):
@@ -165,6 +166,10 @@ def read_table(path: Path, tz: ZoneInfo) -> Table:
             v = _number(v_raw)
         except ValueError as exc:
             raise ImportFileError(f"{where(r, v_col)} ({names[v_col]}): {exc}") from None
+        if t in first_at:
+            raise ImportFileError(f"{where(r, t_col)} ({names[t_col]}): the same time as "
+                                  f"{'row' if excel else 'line'} {first_at[t] + 1}")
+        first_at[t] = r
         readings.append((t, v))
     if not readings:
         raise ImportFileError(f"{path}: a header and no readings")

@@ -74,6 +74,8 @@ def test_spreadsheet(tmp_path: Path) -> None:
     ("2018-08-24 00:00;1\n2018-08-24 00:15;\n", "line 2, column 2"),
     ("2024-03-31 02:30;1\n", "does not exist in Europe/Oslo"),
     ("just one column\n1\n", "one column only"),
+    ("t;v\n2018-08-24 00:00;1\n2018-08-24 01:00Z;2\n2018-08-24 02:00+01:00;3\n",
+     "line 4, column 1 .t.: the same time as line 3"),
 ])
 def test_unreadable_files_name_the_line_and_column(tmp_path: Path, text: str,
                                                    message: str) -> None:
