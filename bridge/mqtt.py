@@ -107,6 +107,7 @@ class Bridge:
     def stop(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
+        self.settler.registers.close()
 
     def _on_connect(self, client: mqtt.Client, _userdata: Any, flags: mqtt.ConnectFlags,
                     reason: ReasonCode, _props: Properties | None) -> None:

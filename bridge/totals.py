@@ -70,6 +70,8 @@ class Registers(Protocol):
 
     def write_parts(self, parts: Sequence[Part]) -> None: ...
 
+    def close(self) -> None: ...
+
 
 @dataclass(frozen=True, slots=True)
 class Span:
@@ -186,6 +188,9 @@ class InfluxRegisters:
 
     def write_parts(self, parts: Sequence[Part]) -> None:
         self.store.write(lines(parts).encode())
+
+    def close(self) -> None:
+        self.store.close()
 
 
 def settle_with_retry(settler: Settler, ship: str, meter: str, lo_us: int, hi_us: int, *,

@@ -61,6 +61,9 @@ class FakeRegisters:
         for p in parts:
             self.parts[(p.ship, p.meter, p.start_us)] = p
 
+    def close(self) -> None:
+        pass
+
     def windows(self) -> dict[int, float]:
         return {w: kwh for w, kwh, _ in window_sums(self.parts.values())}
 
