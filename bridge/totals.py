@@ -24,11 +24,14 @@ That round's verification V found R' == R: had it not, X's next round, whose spa
 [s0, s1], would have written k after W. Suppose q (or p, or its final value) is not in R. It
 was written by some settle Y. If Y wrote it before V, then V read it (it lies in [s0, s1]: R has
 no reading in (p, q), so s1 >= q and s0 <= p), so R' != R: a contradiction. If Y wrote it after
-V, Y then read its span, which runs from its reading before q (<= p <= k) to after q, so Y wrote k
+V, Y then read its span, which runs from its reading before q (<= p <= k) to after q, so Y (or,
+were k = p not yet stored then, the later settle that stores p, by the same argument) wrote k
 after W: a contradiction with W being last. So R holds p and q with their final values and X
-wrote the right value at k. A bridge that dies mid-settle never PUBACKs; the broker delivers the
-message again and the settle is redone. The loop ends when the span's readings stop changing
-under it, i.e. as soon as concurrent writers to that span finish.
+wrote the right value at k. (A sketch; tests/unit/test_bridge_totals.py drives random
+interleavings of bridges through a fake store, and fails without the widening above.)
+A bridge that dies mid-settle never PUBACKs; the broker delivers the message again and the
+settle is redone. The loop ends when the span's readings stop changing under it, i.e. as soon as
+concurrent writers to that span finish.
 
 Memory: readings are read in pages of ``chunk`` and parts written in chunks of ``chunk``, so a
 span of years costs time, not memory.
