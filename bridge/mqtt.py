@@ -21,6 +21,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from bridge.batcher import Batcher, Pending
 from bridge.metrics import BridgeMetrics
+from bridge.ownership import Ownership
 from bridge.totals import InfluxRegisters, Registers, Settler, settle_with_retry
 from fleet import topics
 from fleet.config import Config
@@ -34,7 +35,6 @@ from fleet.totals import register_lines
 
 log = logging.getLogger(__name__)
 
-MAX_PUBLISHED_PARTS = 10_000  # a settle's parts past this are stored, not shown on `energy`
 
 # Makes the bridge's paho client; tests pass one returning a fake client.
 ClientFactory = Callable[[Config], mqtt.Client]
@@ -88,6 +88,7 @@ class Bridge:
         self._default_interval = cfg.ingest.default_interval_seconds
         self._max_readings = cfg.ingest.max_readings_per_message
         self._max_bytes = cfg.ingest.max_payload_bytes
+        self.ownership = Ownership(cfg)  # which ships this bridge handles (bridge/partition.py)
         self.batcher: Batcher = batcher_factory(self)
         self.client = client_factory(cfg)
         self.client.on_connect = self._on_connect
@@ -122,14 +123,19 @@ class Bridge:
                  subscription(self.cfg))
         # Subscribe on every connect, not only for a new session (shared subscriptions are not
         # restored by Mosquitto after a restart).
-        client.subscribe(subscription(self.cfg), options=SubscribeOptions(qos=1))
+        client.subscribe([(topic, SubscribeOptions(qos=qos))
+                          for topic, qos in self.ownership.topics(subscription(self.cfg))])
 
     def _on_subscribe(self, _client: mqtt.Client, _userdata: Any, _mid: int,
                       reasons: list[ReasonCode], _props: Properties | None) -> None:
-        if any(r.is_failure for r in reasons):
+        if reasons[0].is_failure:
             log.error("subscription to %s refused: %s (check the bridge account's ACL)",
                       subscription(self.cfg), [str(r) for r in reasons])
             return
+        if any(r.is_failure for r in reasons[1:]):
+            log.error("subscription to the handoff marker refused: %s; a change of [bridge] "
+                      "workers cannot complete (the bridge account's ACL is older)",
+                      [str(r) for r in reasons[1:]])
         self.subscribed.set()
         if self.cfg.bridge.ready_file:
             Path(self.cfg.bridge.ready_file).parent.mkdir(parents=True, exist_ok=True)
@@ -145,6 +151,8 @@ class Bridge:
 
     def _on_message(self, client: mqtt.Client, _userdata: Any, msg: mqtt.MQTTMessage) -> None:
         try:
+            if self.ownership.intercept(self, msg):
+                return
             self._handle(msg)
         except Exception:
             # A bug must not kill paho's network thread nor leave the message unacknowledged
@@ -235,9 +243,9 @@ class Bridge:
 
     # -- batcher sink (writer thread) ----------------------------------------------------------
 
-    def _settle(self, items: Sequence[Pending]) -> dict[tuple[str, str], list[Part]] | None:
-        """Recompute the register spans of the batch's total readings (already stored); their
-        parts by (ship, meter) for the energy topic, or None when abandoned at shutdown."""
+    def _settle(self, items: Sequence[Pending]) -> bool:
+        """Recompute the register spans of the batch's total readings (already stored) and
+        publish their windows on the energy topic; False when abandoned at shutdown."""
         spans: dict[tuple[str, str], tuple[int, int]] = {}
         for item in items:
             if item.registers:
@@ -246,47 +254,51 @@ class Bridge:
                 if key in spans:
                     lo, hi = min(lo, spans[key][0]), max(hi, spans[key][1])
                 spans[key] = (lo, hi)
-        out: dict[tuple[str, str], list[Part]] = {}
         for (ship, meter), (lo, hi) in spans.items():
-            published: list[Part] = []
 
-            def keep(parts: Sequence[Part], published: list[Part] = published) -> None:
-                if len(published) < MAX_PUBLISHED_PARTS:
-                    published.extend(parts)
+            def energy(parts: Sequence[Part], ship: str = ship, meter: str = meter) -> None:
+                # Each chunk of recomputed parts as it is written: memory stays bounded over a
+                # long span, and every window it touched is named before the ack (the query
+                # cache relies on that). A round redone after a concurrent write publishes
+                # again; the later message carries the verified values.
+                if self.cfg.bridge.publish_energy:
+                    self.client.publish(topics.energy(ship), _energy(ship, list(parts), meter),
+                                        qos=1)
 
             span = settle_with_retry(self.settler, ship, meter, lo, hi,
                                      abandoned=self.batcher.wait_abandoned,
-                                     max_delay=self.cfg.bridge.retry_max_delay, on_parts=keep)
+                                     max_delay=self.cfg.bridge.retry_max_delay, on_parts=energy)
             if span is None:
-                return None
-            # A retried computation may have reported its parts twice: window_sums counts a
-            # key once, the last value winning, which is the verified computation's.
-            out[(ship, meter)] = published
-        return out
+                return False
+        return True
 
     def stored(self, items: Sequence[Pending]) -> None:
         generation = self.generation
-        by_meter: dict[tuple[str, str], list[Part]] = {}
-        if any(item.registers for item in items):
-            settled = self._settle(items)
-            if settled is None:
-                return  # stopping with the database down: left unacknowledged, redelivered
-            by_meter.update(settled)
+        # Running totals first: their spans are recomputed (and their windows published)
+        # before any ack of the batch.
+        if any(item.registers for item in items) and not self._settle(items):
+            return  # stopping with the database down: left unacknowledged, redelivered
         self.metrics.inflight.dec(len(items))
         self.metrics.messages_stored.inc(len(items))
+        if self.cfg.bridge.publish_energy:
+            by_meter: dict[tuple[str, str], list[Part]] = {}
+            for item in items:
+                if item.parts:
+                    by_meter.setdefault((item.ship, item.meter), []).extend(item.parts)
+            # Before the acks, and QoS 1 (paho keeps it through a reconnect): whoever saw a
+            # batch's ack finds the query service's cache told already (query_service/cache.py).
+            # One message per meter, naming it.
+            for (ship, meter), parts in by_meter.items():
+                self.client.publish(topics.energy(ship), _energy(ship, parts, meter), qos=1)
         for item in items:
             if item.generation == generation:
                 self.client.ack(item.mid, item.qos)
             # else: the connection it came on is gone; the broker delivers it again and that
             # copy (stored again, idempotently) is the one acknowledged.
+            if not item.ship:  # the handoff marker (bridge/ownership.py)
+                self.ownership.passed(item)
+                continue
             self._confirm(item.ship, item.batch_id, item.accepted, item.rejected)
-            if self.cfg.bridge.publish_energy and item.parts:
-                by_meter.setdefault((item.ship, item.meter), []).extend(item.parts)
-        if not self.cfg.bridge.publish_energy:
-            return
-        for (ship, meter), parts in by_meter.items():
-            if parts:
-                self.client.publish(topics.energy(ship), _energy(ship, parts, meter), qos=0)
 
     def refused(self, item: Pending, detail: str) -> None:
         if item.generation == self.generation:
