@@ -264,6 +264,10 @@ class Bridge:
                 if self.cfg.bridge.publish_energy:
                     self.client.publish(topics.energy(ship), _energy(ship, list(parts), meter),
                                         qos=1)
+                # The coarse series follow the recomputed parts too (bridge/rollup.py); a crash
+                # before this is redelivered, settled and so marked again.
+                if self.batcher.coarse is not None:
+                    self.batcher.coarse.after(self.batcher.coarse.before(parts))
 
             span = settle_with_retry(self.settler, ship, meter, lo, hi,
                                      abandoned=self.batcher.wait_abandoned,

@@ -408,3 +408,20 @@ def test_a_query_reaching_before_the_parts_retention_says_so(hist: History) -> N
     finally:
         svc.stop(timeout=10)
         hist.stack.services.remove(svc)
+
+
+def test_running_totals_recomputed_by_the_bridge_reach_the_coarse_series(hist: History) -> None:
+    ship = f"tot-{uuid.uuid4().hex[:6]}"
+    total = {"units": "kWh", "kind": "total", "meter": "shore"}
+    publish(hist.stack, ship, [{**total, "data": [
+        {"datetime": "2025-09-01T00:00:00Z", "value": 1000},
+        {"datetime": "2025-09-01T02:00:00Z", "value": 1008}]}])
+    publish(hist.stack, ship, [{**total, "data": [  # late: splits the stored span
+        {"datetime": "2025-09-01T01:00:00Z", "value": 1001}]}])
+    eventually(lambda: verified(hist), timeout=30, message="coarse series follow the parts")
+    body = hist.energy(ship, start="2025-09-01T00:00:00Z", end="2025-09-02T00:00:00Z",
+                       every="1h", by="meter")
+    assert [w["kwh"] for w in body["meters"]["shore"]] == [1.0, 7.0]
+    day = hist.energy(ship, start="2025-08-31T22:00:00Z", end="2025-09-01T22:00:00Z",
+                      every="1d", tz="Europe/Oslo", meter="shore")
+    assert [w["kwh"] for w in day["windows"]] == [8.0]
