@@ -7,13 +7,13 @@ crash or a database outage loses nothing: the broker delivers unacknowledged mes
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import orjson
 import paho.mqtt.client as mqtt
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
@@ -55,11 +55,14 @@ def subscription(cfg: Config) -> str:
     return topics.readings_subscription(cfg.bridge.shared_group)
 
 
-def _dumps(obj: dict[str, Any]) -> str:
-    return json.dumps(obj, separators=(",", ":"), allow_nan=False)
+def _dumps(obj: dict[str, Any]) -> bytes:
+    """Compact JSON, by orjson: about 8x faster than json.dumps, and one is sent per message (the
+    ack topic) and per ship and batch (the energy topic). Floats here are finite (the readings
+    are validated; orjson would write a NaN as null where json.dumps raised)."""
+    return orjson.dumps(obj)
 
 
-def _energy(ship: str, parts: list[Part]) -> str:
+def _energy(ship: str, parts: list[Part]) -> bytes:
     """The energy topic's JSON for one ship's parts in a batch."""
     return _dumps({"ship": ship, "unit": "kWh",
                    "windows": [{"time": format_datetime(w), "kwh": kwh, "coverage": coverage}
