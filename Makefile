@@ -66,7 +66,8 @@ check: lint typecheck imports
 
 compose-check: test-deps
 	docker-compose -f docker-compose.yml config -q
-	@echo "docker-compose.yml is valid"
+	docker-compose -f docker-compose.yml --profile cluster config -q
+	@echo "docker-compose.yml is valid (with and without the cluster profile)"
 
 test: venv test-deps check compose-check
 	$(BIN)/pytest $(PYTEST_ARGS)

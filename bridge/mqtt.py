@@ -22,6 +22,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from bridge import pahofast
 from bridge.batcher import Batcher, Pending
 from bridge.metrics import BridgeMetrics
+from bridge.ownership import Ownership
 from fleet import topics
 from fleet.config import Config
 from fleet.errors import PayloadError
@@ -83,6 +84,7 @@ class Bridge:
         self._default_interval = cfg.ingest.default_interval_seconds
         self._max_readings = cfg.ingest.max_readings_per_message
         self._max_bytes = cfg.ingest.max_payload_bytes
+        self.ownership = Ownership(cfg)  # which ships this bridge handles (bridge/partition.py)
         self.batcher: Batcher = batcher_factory(self)
         self.client = client_factory(cfg)
         self.client.on_connect = self._on_connect
@@ -116,14 +118,19 @@ class Bridge:
                  subscription(self.cfg))
         # Subscribe on every connect, not only for a new session (shared subscriptions are not
         # restored by Mosquitto after a restart).
-        client.subscribe(subscription(self.cfg), options=SubscribeOptions(qos=1))
+        client.subscribe([(topic, SubscribeOptions(qos=qos))
+                          for topic, qos in self.ownership.topics(subscription(self.cfg))])
 
     def _on_subscribe(self, _client: mqtt.Client, _userdata: Any, _mid: int,
                       reasons: list[ReasonCode], _props: Properties | None) -> None:
-        if any(r.is_failure for r in reasons):
+        if reasons[0].is_failure:
             log.error("subscription to %s refused: %s (check the bridge account's ACL)",
                       subscription(self.cfg), [str(r) for r in reasons])
             return
+        if any(r.is_failure for r in reasons[1:]):
+            log.error("subscription to the handoff marker refused: %s; a change of [bridge] "
+                      "workers cannot complete (the bridge account's ACL is older)",
+                      [str(r) for r in reasons[1:]])
         self.subscribed.set()
         if self.cfg.bridge.ready_file:
             Path(self.cfg.bridge.ready_file).parent.mkdir(parents=True, exist_ok=True)
@@ -139,6 +146,8 @@ class Bridge:
 
     def _on_message(self, client: mqtt.Client, _userdata: Any, msg: mqtt.MQTTMessage) -> None:
         try:
+            if self.ownership.intercept(self, msg):
+                return
             self._handle(msg)
         except Exception:
             # A bug must not kill paho's network thread nor leave the message unacknowledged
@@ -222,19 +231,26 @@ class Bridge:
 
     def stored(self, items: Sequence[Pending]) -> None:
         generation = self.generation
-        by_ship: dict[str, list[Part]] = {}
         self.metrics.inflight.dec(len(items))
         self.metrics.messages_stored.inc(len(items))
+        if self.cfg.bridge.publish_energy:
+            by_ship: dict[str, list[Part]] = {}
+            for item in items:
+                if item.parts:
+                    by_ship.setdefault(item.ship, []).extend(item.parts)
+            # Before the acks, and QoS 1 (paho keeps it through a reconnect): whoever saw a
+            # batch's ack finds the query service's cache told already (query_service/cache.py).
+            for ship, parts in by_ship.items():
+                self.client.publish(topics.energy(ship), _energy(ship, parts), qos=1)
         for item in items:
             if item.generation == generation:
                 self.client.ack(item.mid, item.qos)
             # else: the connection it came on is gone; the broker delivers it again and that
             # copy (stored again, idempotently) is the one acknowledged.
+            if not item.ship:  # the handoff marker (bridge/ownership.py)
+                self.ownership.passed(item)
+                continue
             self._confirm(item.ship, item.batch_id, item.accepted, item.rejected)
-            if self.cfg.bridge.publish_energy:
-                by_ship.setdefault(item.ship, []).extend(item.parts)
-        for ship, parts in by_ship.items():
-            self.client.publish(topics.energy(ship), _energy(ship, parts), qos=0)
 
     def refused(self, item: Pending, detail: str) -> None:
         if item.generation == self.generation:

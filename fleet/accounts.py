@@ -103,6 +103,8 @@ def acl_rules(name: str, role: str) -> list[str]:
             f"topic write {topics.every_ship(topics.ACK)}",
             f"topic write {topics.every_ship(topics.REJECTED)}",
             f"topic write {topics.every_ship(topics.ENERGY)}",
+            # The handoff marker between bridges when [bridge] workers changes (bridge/partition.py).
+            f"topic readwrite {topics.BRIDGE_HANDOFF}",
         ]
     if role == "alerts":
         # The alert service: follows what is stored and presence, and is the only writer of
@@ -214,7 +216,9 @@ class Accounts:
             stored = _read_secret(secret_path) if current == role else None
             if password is None:
                 if stored is not None and verify_password(stored, state.hashes.get(name, "")):
-                    return stored  # nothing to change
+                    if _read_text(self.acl_path) != render_acl(state.roles):
+                        _atomic_write(self.acl_path, render_acl(state.roles))  # rules of a newer release
+                    return stored  # nothing else to change
                 # Existing account whose hash is missing: re-hash the stored password. A missing
                 # account, or one whose secret was lost: a new password.
                 password = stored if stored else generate_password()
@@ -362,3 +366,10 @@ def _is_mosquitto(pid: int) -> bool:
 
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError:
+        return ""

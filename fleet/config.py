@@ -143,6 +143,12 @@ class IngestConfig:
         return parse_duration(self.default_interval)
 
 
+# Every bridge receives every message and skips the ships it does not own (bridge/partition.py),
+# so the skipping cost grows with N: past about 4 a bigger N buys little on one broker.
+AUTO_BRIDGE_WORKERS = 4
+MAX_BRIDGE_WORKERS = 64
+
+
 @dataclass(frozen=True, slots=True)
 class BridgeConfig:
     client_id: str = "fleet-bridge-1"
@@ -155,6 +161,9 @@ class BridgeConfig:
     metrics_port: int = 9108
     publish_energy: bool = True
     ready_file: str = ""
+    workers: int = 0
+    partition: str = ""
+    handoff: str = ""
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", self.client_id):
@@ -173,6 +182,20 @@ class BridgeConfig:
             raise ConfigError("bridge.session_expiry must be >= 0")
         if self.metrics_port != 0:
             _port("bridge", "metrics_port", self.metrics_port)
+        if not 0 <= self.workers <= MAX_BRIDGE_WORKERS:
+            raise ConfigError(f"bridge.workers must be between 0 (as many as the cores allow) "
+                              f"and {MAX_BRIDGE_WORKERS}")
+        if self.partition and not re.fullmatch(r"\d{1,3}/\d{1,3}", self.partition):
+            raise ConfigError("bridge.partition must be empty or INDEX/WORKERS (set by the launcher)")
+        if self.handoff and not re.fullmatch(r"\d{1,3}@[A-Za-z0-9_-]{1,64}", self.handoff):
+            raise ConfigError("bridge.handoff must be empty or OLD_WORKERS@EPOCH (set by the launcher)")
+
+    @property
+    def worker_count(self) -> int:
+        """``workers``, or for 0 one bridge per core up to 4 (see config.example.toml)."""
+        if self.workers:
+            return self.workers
+        return max(1, min(os.cpu_count() or 1, AUTO_BRIDGE_WORKERS))
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,15 +206,27 @@ class HttpConfig:
     auth: str = "token"
     mqtt_username: str = "fleet-query"
     mqtt_password: str = ""
+    cache_entries: int = 4096
+    workers: int = 0
 
     def __post_init__(self) -> None:
         _port("http", "port", self.port)
+        if not 0 <= self.cache_entries <= 1_000_000:
+            raise ConfigError("http.cache_entries must be between 0 (no cache) and 1000000")
+        if not 0 <= self.workers <= 64:
+            raise ConfigError("http.workers must be between 0 (one per core, up to 4) and 64")
         if self.max_windows < 1:
             raise ConfigError("http.max_windows must be at least 1")
         if self.auth not in {"token", "none"}:
             raise ConfigError(f"http.auth must be token or none, got {self.auth!r}")
         if self.mqtt_username and not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", self.mqtt_username):
             raise ConfigError("http.mqtt_username must be empty or 1-64 characters of [A-Za-z0-9_-]")
+
+
+    @property
+    def worker_count(self) -> int:
+        """``workers``, or for 0 one gunicorn worker per core up to 4."""
+        return self.workers or max(1, min(os.cpu_count() or 1, 4))
 
 
 @dataclass(frozen=True, slots=True)

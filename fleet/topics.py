@@ -62,6 +62,10 @@ def every_ship(kind: str) -> str:
 READINGS_FILTER = every_ship(READINGS)
 STATUS_FILTER = every_ship(STATUS)
 ALERTS_FILTER = f"{ALERTS}/#"
+# The marker the launcher sends the bridges when [bridge] workers changes (bridge/partition.py).
+BRIDGE_HANDOFF = f"{ROOT}/bridges/handoff"
+# Never subscribed: the query cache's UNSUBSCRIBE of it is a pure round trip to the broker.
+QUERY_CACHE_BARRIER = f"{ROOT}/query-cache/barrier"
 
 
 def readings_subscription(shared_group: str = "") -> str:

@@ -22,16 +22,16 @@ from fleet.service import setup_logging, stop_on_signals
 from fleet.tls import server_files
 from fleet.tokens import DEV_TOKEN_NAME, ensure_dev_token
 from launcher.alerts import alert_services, alerts_banner, provision_alerts
+from launcher.bridges import start_bridges
 from launcher.servers import (
     Service,
-    bridge_service,
     broker_dir,
     free_port,
     influxd_service,
     mosquitto_service,
     port_in_use,
     python_service,
-    query_service,
+    served_query_service,
 )
 from ship.simulate import provision as provision_simulated
 from ship.simulate import ship_ids as simulated_ids
@@ -232,8 +232,12 @@ def main() -> int:
         started.append(svc.start(timeout=timeout))
 
     try:
-        for svc in (influxd_service(cfg), mosquitto_service(cfg), bridge_service(cfg, env),
-                    query_service(cfg, env), *extra):
+        for svc in (influxd_service(cfg), mosquitto_service(cfg)):
+            if stop.is_set():
+                return 0
+            start(svc)
+        started.extend(start_bridges(cfg, env, stop))  # [bridge] workers, handoff on a change
+        for svc in (served_query_service(cfg, env), *extra):  # [http] workers gunicorn processes
             if stop.is_set():
                 return 0
             start(svc)

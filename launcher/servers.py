@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import getpass
+import importlib.util
 import logging
 import os
 import shutil
@@ -330,3 +331,24 @@ def bridge_service(cfg: Config, env: Mapping[str, str]) -> Service:
 def query_service(cfg: Config, env: Mapping[str, str]) -> Service:
     return python_service("query", "query_service", cfg, env,
                           tcp_ready(cfg.http.host, cfg.http.port))
+
+
+def served_query_service(cfg: Config, env: Mapping[str, str]) -> Service:
+    """``make run``'s query service: gunicorn with ``[http] workers`` processes (default one per
+    core, at most 4), each with its own cache and InfluxDB connections, one ``/metrics`` summed
+    over them (prometheus_client's multiprocess directory); one process when that is 1."""
+    workers = cfg.http.worker_count
+    if workers == 1 or importlib.util.find_spec("gunicorn") is None:
+        return query_service(cfg, env)
+    metrics_dir = paths.run_dir(cfg.local.path) / "query-metrics"
+
+    def clear() -> None:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        metrics_dir.mkdir(parents=True)
+
+    argv = [sys.executable, "-m", "gunicorn", "query_service.main:gunicorn_app",
+            "--worker-class", "aiohttp.GunicornWebWorker", "--workers", str(workers),
+            "--bind", f"{cfg.http.host}:{cfg.http.port}"]
+    return Service("query", argv, paths.log_file(cfg.local.path, "query"),
+                   tcp_ready(cfg.http.host, cfg.http.port),
+                   env={**env, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}, before_start=clear)

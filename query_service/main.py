@@ -13,6 +13,7 @@ own keep-alive session to InfluxDB. For ``/metrics`` summed over the workers, se
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 
@@ -22,6 +23,7 @@ from fleet.config import Config, load_config
 from fleet.errors import FleetError
 from fleet.tokens import TokenVerifier, tokens_path
 from query_service.auth import auth_middleware
+from query_service.cache import WindowCache, attach
 from query_service.db import InfluxClient
 from query_service.metrics import Metrics
 from query_service.middlewares import (
@@ -42,6 +44,15 @@ async def _influx(app: web.Application) -> AsyncIterator[None]:
     app[INFLUX] = client
     yield
     await client.close()
+
+
+async def _cache(app: web.Application) -> AsyncIterator[None]:
+    """Recent ship series, invalidated by the bridge's energy topic (query_service/cache.py)."""
+    cache = WindowCache(app[CONFIG].http.cache_entries)
+    if app[CONFIG].http.cache_entries and cache.start(app[CONFIG], asyncio.get_running_loop()):
+        attach(app[INFLUX], cache)
+    yield
+    cache.stop()
 
 
 async def _presence(app: web.Application) -> AsyncIterator[None]:
@@ -80,6 +91,7 @@ def create_app(config: Config) -> web.Application:
     app[PRESENCE] = PresenceTracker()
     _announce_auth(config, app[TOKENS])
     app.cleanup_ctx.append(_influx)
+    app.cleanup_ctx.append(_cache)
     app.cleanup_ctx.append(_presence)
     setup_routes(app)
     return app

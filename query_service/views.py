@@ -14,6 +14,7 @@ from fleet.errors import StoreError
 from fleet.schema import EVERY_SECONDS
 from fleet.timeutil import US, WINDOW_US, floor_to
 from query_service import analysis
+from query_service.cache import ship_windows
 from query_service.db import InfluxClient, WindowRow
 from query_service.energy import (
     FILLS,
@@ -181,7 +182,7 @@ async def fleet_top(request: web.Request) -> web.Response:
 
 async def _ship_rows(influx: InfluxClient, ship: str, start_us: int, end_us: int,
                      every: str) -> list[WindowRow]:
-    rows = await influx.windows(ship, start_us, end_us, every)
+    rows = await ship_windows(influx, ship, start_us, end_us, every)  # query_service/cache.py
     # Only an empty answer needs the second round trip: data proves the ship exists.
     if not rows and not await influx.ship_known(ship):
         raise ShipNotFoundError(ship)

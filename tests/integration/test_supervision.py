@@ -64,6 +64,10 @@ class Launcher:
             **os.environ,
             **isolated_overrides(root / "data"),
             "FLEET_SIMULATE_SHIPS": "0",
+            # One bridge and one query process, whatever the cores (their defaults follow them):
+            # the cases count and signal the launcher's children.
+            "FLEET_BRIDGE_WORKERS": "1",
+            "FLEET_HTTP_WORKERS": "1",
             "PYTHONUNBUFFERED": "1",
         }
         self.proc = subprocess.Popen([sys.executable, "-m", "launcher"], cwd=REPO_ROOT, env=env,

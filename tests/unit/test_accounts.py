@@ -140,6 +140,7 @@ def test_roles_acl(accounts: Accounts) -> None:
         "write fleet/ships/+/ack",
         "write fleet/ships/+/rejected",
         "write fleet/ships/+/energy",
+        "readwrite fleet/bridges/handoff",
     ]
     text = accounts.acl_path.read_text()
     assert "pattern" not in text.replace("no pattern lines", "")
