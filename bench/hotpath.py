@@ -5,21 +5,28 @@ through the bridge's message handler with a fake paho client, as tests/unit/test
 does, then hands them to :meth:`Bridge.stored` in batches of ``bridge.batch_size`` points after
 joining their line protocol as the batcher does: parsing, validation, normalization, line
 protocol, acknowledgements, the ack and energy topics. paho's own decoding and socket work are
-not in it. Timed with ``time.process_time`` (CPU time of this process), so a busy machine moves
-the figure much less than a wall-clock rate; the best of ``--repeat`` rounds is reported.
+not in it: :func:`measure_paho` times those alone (paho's decoding of a received PUBLISH and its
+callback dispatch, to a callback doing nothing: a bare paho subscriber's share), with paho's
+stock ``Properties`` and with :mod:`bridge.pahofast`. Timed with ``time.process_time`` (CPU time
+of this process), so a busy machine moves the figure much less than a wall-clock rate; the best
+of ``--repeat`` rounds is reported.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import struct
 import time
 from typing import Any, cast
 
 import paho.mqtt.client as mqtt
+from paho.mqtt import _packet
 from paho.mqtt.client import MQTTMessage
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from bench.load import payload
+from bridge import pahofast
 from bridge.batcher import Pending
 from bridge.metrics import BridgeMetrics
 from bridge.mqtt import Bridge
@@ -92,6 +99,35 @@ def measure(readings: int, n: int, *, batch_id: bool = False) -> float:
     return elapsed / n * 1e6
 
 
+def measure_paho(readings: int, n: int, *, lean: bool) -> float:
+    """CPU microseconds per message in paho's receive path, from the bytes of a PUBLISH packet
+    (as ``_packet_read`` leaves them, socket reads excluded) to a callback doing nothing."""
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=MQTTProtocolVersion.MQTTv5,
+                         manual_ack=True)
+    client.on_message = lambda _c, _u, _m: None
+    packets = []
+    for msg in _messages(n, readings, False):
+        topic = msg.topic.encode()
+        # topic, packet id, property length 0 (ships send none), payload
+        # (a bytearray, as paho's reader builds it)
+        packets.append(bytearray(struct.pack("!H", len(topic)) + topic
+                                 + struct.pack("!H", msg.mid) + b"\x00" + msg.payload))
+    stock = vars(_packet)["Properties"]
+    if lean:
+        pahofast.install()
+    try:
+        t0 = time.process_time()
+        for packet in packets:
+            # paho's state once a whole packet is read: QoS 1 PUBLISH and its bytes (private).
+            client._in_packet["command"] = 0x32
+            client._in_packet["packet"] = packet
+            client._handle_publish()
+        elapsed = time.process_time() - t0
+    finally:
+        vars(_packet)["Properties"] = stock
+    return elapsed / n * 1e6
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--messages", type=int, default=20_000)
@@ -105,6 +141,14 @@ def main() -> int:
                        for _ in range(args.repeat))
             print(f"| {readings} | {'yes' if batch_id else 'no'} | {best:.1f} | "
                   f"{best / readings:.1f} |", flush=True)
+    print()
+    print("| readings/message | paho receive path, stock Properties: CPU µs/message "
+          "| with bridge.pahofast |")
+    print("| --- | --- | --- |")
+    for readings in (1, 12):
+        stock, lean = (min(measure_paho(readings, args.messages, lean=lean)
+                           for _ in range(args.repeat)) for lean in (False, True))
+        print(f"| {readings} | {stock:.1f} | {lean:.1f} |", flush=True)
     return 0
 
 
