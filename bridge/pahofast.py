@@ -1,4 +1,4 @@
-"""paho's per-message cost that is not MQTT's: the Properties object of every received PUBLISH.
+"""paho's per-message costs that are not MQTT's: received PUBLISH properties, one write per PUBACK.
 
 paho 2.2 decodes each incoming MQTT 5 PUBLISH with a fresh ``Properties(PacketTypes.PUBLISH)``
 whose ``__init__`` builds its two tables of 27 property names and types (through an overridden
@@ -8,13 +8,20 @@ quarter of the bridge's CPU time at 12 readings per message (bench/results.md, "
 path"). :class:`LeanProperties` is the same class with the tables shared (paho only reads them)
 and nothing to clear on a new object; :func:`install` makes paho's packet decoder use it. Any
 other paho (one without ``paho.mqtt._packet.Properties``) is left as it is.
+
+And ``Client.ack`` queues each PUBACK as its own packet: a byte written to wake paho's network
+thread, then one ``send`` for the 4 bytes, per message. :func:`ack_all` queues a batch's PUBACKs
+as one packet (the same bytes, back to back: MQTT is a byte stream), falling back to ``ack``.
 """
 
 from __future__ import annotations
 
 import importlib
+import struct
+from collections.abc import Sequence
 from typing import Any
 
+import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
@@ -51,3 +58,22 @@ def install() -> bool:
         return False
     vars(_packet)["Properties"] = LeanProperties
     return True
+
+
+_PUBACK = struct.Struct("!BBH")  # PUBACK, remaining length 2, packet id (reason: success)
+
+
+def ack_all(client: mqtt.Client, messages: Sequence[tuple[int, int]]) -> None:
+    """``client.ack(mid, qos)`` for each (mid, qos), the QoS 1 ones as one queued write."""
+    queue = getattr(client, "_packet_queue", None)  # private: a fake or another paho has none
+    if queue is None or not getattr(client, "_manual_ack", False) or len(messages) < 2:
+        for mid, qos in messages:
+            client.ack(mid, qos)
+        return
+    pack = _PUBACK.pack
+    packet = b"".join([pack(mqtt.PUBACK, 2, mid) for mid, qos in messages if qos == 1])
+    if packet:
+        queue(mqtt.PUBACK, packet, 0, 1)
+    for mid, qos in messages:
+        if qos != 1:
+            client.ack(mid, qos)  # QoS 2 (PUBCOMP): the bridge subscribes at QoS 1, never here

@@ -1,13 +1,15 @@
-"""bridge.pahofast: paho decodes a PUBLISH into the same message with the lean Properties."""
+"""bridge.pahofast: paho decodes a PUBLISH into the same message with the lean Properties, and
+a batch of PUBACKs is the same bytes as one ack each."""
 
 from __future__ import annotations
 
 import struct
 from collections.abc import Iterator
 
+import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt import _packet
-from paho.mqtt.enums import MQTTProtocolVersion
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
@@ -66,3 +68,33 @@ def test_a_reused_object_is_cleared_before_reading(lean: None) -> None:
     assert props.isEmpty()  # type: ignore[no-untyped-call]
     # The tables are shared, never written: a second object starts empty.
     assert pahofast.LeanProperties(PacketTypes.PUBLISH).isEmpty()  # type: ignore[no-untyped-call]
+
+
+def _client() -> mqtt.Client:
+    return mqtt.Client(CallbackAPIVersion.VERSION2, protocol=MQTTProtocolVersion.MQTTv5,
+                       manual_ack=True)
+
+
+def test_ack_all_queues_the_same_bytes_as_one_ack_each() -> None:
+    one_by_one, batched = _client(), _client()  # not connected: paho keeps what it would send
+    messages = [(1, 1), (300, 1), (65535, 1), (7, 0)]
+    for mid, qos in messages:
+        one_by_one.ack(mid, qos)
+    pahofast.ack_all(batched, messages)
+    queued = [p["packet"] for p in batched._out_packet]
+    assert len(queued) == 1
+    assert queued[0] == b"".join(p["packet"] for p in one_by_one._out_packet)
+    assert queued[0] == b"\x40\x02\x00\x01\x40\x02\x01\x2c\x40\x02\xff\xff"
+
+
+def test_ack_all_uses_ack_on_a_client_without_paho_internals() -> None:
+    class Fake:
+        def __init__(self) -> None:
+            self.acks: list[tuple[int, int]] = []
+
+        def ack(self, mid: int, qos: int) -> None:
+            self.acks.append((mid, qos))
+
+    fake = Fake()
+    pahofast.ack_all(fake, [(1, 1), (2, 1)])  # type: ignore[arg-type]
+    assert fake.acks == [(1, 1), (2, 1)]
