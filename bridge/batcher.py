@@ -18,7 +18,7 @@ from typing import Protocol
 
 from bridge.metrics import BridgeMetrics
 from fleet.errors import StoreRejectedError, StoreTooLargeError, StoreUnavailableError
-from fleet.schema import Part
+from fleet.schema import DEFAULT_METER, Part
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,10 @@ class Pending:
     body: str  # its points, line protocol
     npoints: int
     parts: list[Part] = field(repr=False)
+    meter: str = DEFAULT_METER
+    # kind "total": the register readings (start_us, kWh) that ``body`` stores; their parts are
+    # recomputed from the stored readings once written (bridge.totals), before the PUBACK.
+    registers: list[tuple[int, float]] = field(default_factory=list, repr=False)
 
 
 class Store(Protocol):
@@ -70,12 +74,19 @@ class Batcher:
 
     def add(self, item: Pending) -> None:
         with self._cond:
-            if not self._queue:
+            first = not self._queue
+            if first:
                 self._oldest = time.monotonic()
             self._queue.append(item)
             self._queued_points += item.npoints
-            if self._queued_points >= self.batch_size:
+            # The first item wakes the writer too, so that it waits for this item's flush
+            # deadline and not for the rest of its idle wait (up to 0.5 s more per lone message).
+            if first or self._queued_points >= self.batch_size:
                 self._cond.notify()
+
+    def wait_abandoned(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` s; True when stopping has given up on the database."""
+        return self._abandon.wait(timeout)
 
     def pending(self) -> int:
         with self._cond:

@@ -23,15 +23,19 @@ from bridge import pahofast
 from bridge.batcher import Batcher, Pending
 from bridge.metrics import BridgeMetrics
 from bridge.ownership import Ownership
+from bridge.totals import InfluxRegisters, Registers, Settler, settle_with_retry
 from fleet import topics
 from fleet.config import Config
 from fleet.errors import PayloadError
 from fleet.mqttclient import connect_async, new_client
-from fleet.normalize import Normalized, process_payload, window_sums
+from fleet.normalize import TOTAL, Normalized, process_payload, window_sums
 from fleet.schema import Part, lines
+from fleet.store import InfluxStore
 from fleet.timeutil import format_datetime
+from fleet.totals import register_lines
 
 log = logging.getLogger(__name__)
+
 
 # Makes the bridge's paho client; tests pass one returning a fake client.
 ClientFactory = Callable[[Config], mqtt.Client]
@@ -65,9 +69,9 @@ def _dumps(obj: dict[str, Any]) -> bytes:
     return orjson.dumps(obj)
 
 
-def _energy(ship: str, parts: list[Part]) -> bytes:
-    """The energy topic's JSON for one ship's parts in a batch."""
-    return _dumps({"ship": ship, "unit": "kWh",
+def _energy(ship: str, parts: list[Part], meter: str = "main") -> bytes:
+    """The energy topic's JSON for one ship's meter's parts in a batch (one message per meter)."""
+    return _dumps({"ship": ship, "meter": meter, "unit": "kWh",
                    "windows": [{"time": format_datetime(w), "kwh": kwh, "coverage": coverage}
                                for w, kwh, coverage in window_sums(parts)]})
 
@@ -76,8 +80,13 @@ class Bridge:
     """Wires paho callbacks to the batcher and publishes ack, rejected and energy topics."""
 
     def __init__(self, cfg: Config, batcher_factory: Any, metrics: BridgeMetrics,
-                 client_factory: ClientFactory = bridge_client) -> None:
+                 client_factory: ClientFactory = bridge_client, *,
+                 registers: Registers | None = None) -> None:
         self.cfg = cfg
+        # Running totals read the stored readings back: a store of their own, beside the
+        # batcher's (which only writes).
+        self.settler = Settler(registers if registers is not None
+                               else InfluxRegisters(InfluxStore(cfg.influxdb)))
         self.metrics = metrics
         self.generation = 0
         self.subscribed = threading.Event()
@@ -104,6 +113,7 @@ class Bridge:
     def stop(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
+        self.settler.registers.close()
 
     def _on_connect(self, client: mqtt.Client, _userdata: Any, flags: mqtt.ConnectFlags,
                     reason: ReasonCode, _props: Properties | None) -> None:
@@ -187,6 +197,15 @@ class Bridge:
         if n.rejected:
             self._report_readings(n)
         self.metrics.readings_accepted.inc(n.accepted)
+        if n.kind == TOTAL and n.registers:
+            self.metrics.inflight.inc()
+            self.batcher.add(Pending(
+                mid=msg.mid, qos=msg.qos, generation=self.generation, ship=ship,
+                batch_id=n.batch_id, accepted=n.accepted, rejected=len(n.rejected),
+                body=register_lines(ship, n.meter, n.registers), npoints=len(n.registers),
+                parts=[], meter=n.meter, registers=n.registers,
+            ))
+            return
         if not n.parts:
             self.metrics.messages.labels("empty").inc()
             self._confirm(n.ship, n.batch_id, n.accepted, len(n.rejected))
@@ -196,7 +215,7 @@ class Bridge:
         self.batcher.add(Pending(
             mid=msg.mid, qos=msg.qos, generation=self.generation, ship=ship,
             batch_id=n.batch_id, accepted=n.accepted, rejected=len(n.rejected),
-            body=lines(n.parts), npoints=len(n.parts), parts=n.parts,
+            body=lines(n.parts), npoints=len(n.parts), parts=n.parts, meter=n.meter,
         ))
 
     def _report_readings(self, n: Normalized) -> None:
@@ -229,19 +248,53 @@ class Bridge:
 
     # -- batcher sink (writer thread) ----------------------------------------------------------
 
+    def _settle(self, items: Sequence[Pending]) -> bool:
+        """Recompute the register spans of the batch's total readings (already stored) and
+        publish their windows on the energy topic; False when abandoned at shutdown."""
+        spans: dict[tuple[str, str], tuple[int, int]] = {}
+        for item in items:
+            if item.registers:
+                key = (item.ship, item.meter)
+                lo, hi = item.registers[0][0], item.registers[-1][0]
+                if key in spans:
+                    lo, hi = min(lo, spans[key][0]), max(hi, spans[key][1])
+                spans[key] = (lo, hi)
+        for (ship, meter), (lo, hi) in spans.items():
+
+            def energy(parts: Sequence[Part], ship: str = ship, meter: str = meter) -> None:
+                # Each chunk of recomputed parts as it is written: memory stays bounded over a
+                # long span, and every window it touched is named before the ack (the query
+                # cache relies on that). A round redone after a concurrent write publishes
+                # again; the later message carries the verified values.
+                if self.cfg.bridge.publish_energy:
+                    self.client.publish(topics.energy(ship), _energy(ship, list(parts), meter),
+                                        qos=1)
+
+            span = settle_with_retry(self.settler, ship, meter, lo, hi,
+                                     abandoned=self.batcher.wait_abandoned,
+                                     max_delay=self.cfg.bridge.retry_max_delay, on_parts=energy)
+            if span is None:
+                return False
+        return True
+
     def stored(self, items: Sequence[Pending]) -> None:
         generation = self.generation
+        # Running totals first: their spans are recomputed (and their windows published)
+        # before any ack of the batch.
+        if any(item.registers for item in items) and not self._settle(items):
+            return  # stopping with the database down: left unacknowledged, redelivered
         self.metrics.inflight.dec(len(items))
         self.metrics.messages_stored.inc(len(items))
         if self.cfg.bridge.publish_energy:
-            by_ship: dict[str, list[Part]] = {}
+            by_meter: dict[tuple[str, str], list[Part]] = {}
             for item in items:
                 if item.parts:
-                    by_ship.setdefault(item.ship, []).extend(item.parts)
+                    by_meter.setdefault((item.ship, item.meter), []).extend(item.parts)
             # Before the acks, and QoS 1 (paho keeps it through a reconnect): whoever saw a
             # batch's ack finds the query service's cache told already (query_service/cache.py).
-            for ship, parts in by_ship.items():
-                self.client.publish(topics.energy(ship), _energy(ship, parts), qos=1)
+            # One message per meter, naming it.
+            for (ship, meter), parts in by_meter.items():
+                self.client.publish(topics.energy(ship), _energy(ship, parts, meter), qos=1)
         # The PUBACKs of the whole batch in one write (paho: one packet each, one wake-up of its
         # network thread and one send each). Only for the connection they came on: when it is
         # gone the broker delivers them again and that copy (stored again, idempotently) is the

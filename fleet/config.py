@@ -283,8 +283,12 @@ class SimulateConfig:
     speed: float = 1.0
     backfill: str = "PT6H"
     outage_rate: float = 0.0
+    meters: int = 3
 
     def __post_init__(self) -> None:
+        if not 1 <= self.meters <= 3:
+            raise ConfigError("simulate.meters must be 1 (main), 2 (main, hotel) or 3 (main, "
+                              "hotel and the shore-power register)")
         if not 0 <= self.ships <= 10000:
             raise ConfigError("simulate.ships must be between 0 and 10000")
         if not re.fullmatch(r"[A-Za-z0-9_-]{1,50}", self.prefix):

@@ -11,14 +11,14 @@ import re
 from bisect import bisect_right
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from operator import attrgetter, sub
 
 import orjson
 
 from fleet.config import parse_duration
 from fleet.errors import PayloadError
-from fleet.schema import SHIP_ID, Part
+from fleet.schema import DEFAULT_METER, METER_ID, SHIP_ID, Part
 from fleet.timeutil import US, WINDOW_US, parse_datetime
 
 _US_PER_HOUR = 3600 * US
@@ -50,6 +50,10 @@ _DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)
 _MISSING = object()
 _START = attrgetter("start_us")
 
+INTERVAL = "interval"
+TOTAL = "total"
+KINDS = (INTERVAL, TOTAL)
+
 
 @dataclass(frozen=True, slots=True)
 class ReadingError:
@@ -62,7 +66,12 @@ class ReadingError:
 
 @dataclass(frozen=True, slots=True)
 class Normalized:
-    """The outcome of one payload: the parts to store and the readings refused."""
+    """The outcome of one payload: the parts to store and the readings refused.
+
+    A ``kind: total`` payload has no parts of its own: ``registers`` holds its readings
+    (start_us, register in kWh), sorted, and the parts follow from them and the stored readings
+    (rule 6, :mod:`fleet.totals`).
+    """
 
     ship: str
     batch_id: str | None
@@ -70,6 +79,9 @@ class Normalized:
     parts: list[Part]
     accepted: int
     rejected: list[ReadingError]
+    meter: str = DEFAULT_METER
+    kind: str = INTERVAL
+    registers: list[tuple[int, float]] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +137,18 @@ def process_payload(ship: str, raw: bytes | str, *, default_interval_s: float = 
         raise PayloadError("unknown_units",
                            f"units {_short(units)}: expected kW, kWh, W, Wh, MW or MWh", batch_id)
     power, mul, div = unit
+
+    meter = doc.get("meter", DEFAULT_METER)
+    if type(meter) is not str or not METER_ID.fullmatch(meter):
+        raise PayloadError("bad_meter", f"meter {_short(meter)}: expected 1 to 32 characters of "
+                           "A-Z, a-z, 0-9, _ and -", batch_id)
+    kind = doc.get("kind", INTERVAL)
+    if type(kind) is not str or kind not in KINDS:
+        raise PayloadError("bad_kind", f"kind {_short(kind)}: expected 'interval' or 'total'",
+                           batch_id)
+    if kind == TOTAL and power:
+        raise PayloadError("bad_kind", f"kind 'total' is a running total of energy: units "
+                           f"{units!r} is a power unit (use kWh, Wh or MWh)", batch_id)
 
     interval_s: float | None = None
     if "interval" in doc:
@@ -205,12 +229,15 @@ def process_payload(ship: str, raw: bytes | str, *, default_interval_s: float = 
         others = [t for t in stamps if t not in kept_starts]
     else:
         others = []
+    if kind == TOTAL:
+        registers = sorted((t, v) for t, v, _ in kept)
+        return Normalized(ship, batch_id, units, [], accepted, rejected, meter, kind, registers)
     try:
         parts = normalize(ship, [(t, v) for t, v, _ in kept], power=power, interval_s=interval_s,
-                          default_interval_s=default_interval_s, others=others)
+                          default_interval_s=default_interval_s, others=others, meter=meter)
     except PayloadError as exc:
         raise PayloadError(exc.reason, exc.detail, batch_id) from None
-    return Normalized(ship, batch_id, units, parts, accepted, rejected)
+    return Normalized(ship, batch_id, units, parts, accepted, rejected, meter, kind)
 
 
 MAX_PARTS = 200_000
@@ -218,7 +245,7 @@ MAX_PARTS = 200_000
 
 def normalize(ship: str, readings: Sequence[tuple[int, float]], *, power: bool,
               interval_s: float | None, default_interval_s: float = 900.0,
-              others: Iterable[int] = ()) -> list[Part]:
+              others: Iterable[int] = (), meter: str = DEFAULT_METER) -> list[Part]:
     """Split readings into parts at epoch-aligned 15-minute boundaries (CONTRACT section 4).
 
     ``readings`` are (start_us, value), the value already in kW if ``power`` else in kWh: valid,
@@ -227,7 +254,8 @@ def normalize(ship: str, readings: Sequence[tuple[int, float]], *, power: bool,
     A reading whose successor starts sooner is cut short there; a cut kWh reading keeps its full
     energy. ``others`` are the starts of the payload's refused readings: they count as successors
     and spacings too, so a refused reading leaves a gap instead of stretching its predecessor.
-    Returns the parts sorted by start; ValueError on duplicate timestamps or a bad interval.
+    Returns the parts (of ``meter``) sorted by start; ValueError on duplicate timestamps or a
+    bad interval.
     """
     if not readings:
         return []
@@ -266,7 +294,7 @@ def normalize(ship: str, readings: Sequence[tuple[int, float]], *, power: bool,
             raise ValueError("readings must have unique timestamps")
         boundary = t - t % WINDOW_US + WINDOW_US
         if end <= boundary:  # the common case: the reading lies within one window
-            append(Part(ship, t, v * span / _US_PER_HOUR if power else v, span / US))
+            append(Part(ship, t, v * span / _US_PER_HOUR if power else v, span / US, meter))
             continue
         if len(parts) + (end - boundary) // WINDOW_US >= MAX_PARTS:
             # Years between sparse readings (or a long declared interval over many readings)
@@ -278,7 +306,7 @@ def normalize(ship: str, readings: Sequence[tuple[int, float]], *, power: bool,
             stop = min(boundary, end)
             share = stop - start
             kwh = v * share / _US_PER_HOUR if power else v * share / span
-            append(Part(ship, start, kwh, share / US))
+            append(Part(ship, start, kwh, share / US, meter))
             start = stop
             boundary += WINDOW_US
     return parts

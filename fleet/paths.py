@@ -10,6 +10,7 @@
       tokens.json           API tokens, hashed; dev.token: make run's development token
       ships/<id>.spool      ship agents' spools (unless [ship] spool_dir is set)
       simulate/             the fleet simulator: credentials.json, spools/<id>.spool
+      imports/<sha256>-<ship>-<meter>.spool   fleetctl import's state, one per file and target
       demo-ship.password    make run's demo ship
       logs/<name>.log       the launcher's processes
       run/<name>.ready      readiness files (the bridge touches its own once subscribed)
@@ -73,6 +74,11 @@ def simulate_spools_dir(data_dir: Path) -> Path:
 
 def simulate_credentials(data_dir: Path) -> Path:
     return simulate_dir(data_dir) / "credentials.json"
+
+
+def import_state(data_dir: Path, digest: str, ship: str, meter: str) -> Path:
+    """``fleetctl import``'s spool for one file (by content) and target."""
+    return Path(data_dir) / "imports" / f"{digest[:32]}-{ship}-{meter}.spool"
 
 
 def spool_file(directory: Path, ship: str) -> Path:

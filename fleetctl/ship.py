@@ -17,7 +17,7 @@ from fleet.schema import SHIP_ID
 from fleet.service import setup_logging, stop_on_signals
 from fleet.timeutil import format_datetime, parse_datetime
 from ship.agent import HEARTBEAT_S, Agent
-from ship.source import LineError, LineSource, SimulatedMeter, Source, duration
+from ship.source import LineError, LineSource, Source, duration, meter_specs, simulated_meters
 from ship.spool import Spool, open_readonly
 
 if TYPE_CHECKING:
@@ -61,21 +61,29 @@ def _password(args: argparse.Namespace) -> str:
 
 def _source(args: argparse.Namespace, spool: Spool, interval_s: float) -> tuple[Source, bool]:
     """The readings source and whether it is live (its new readings go out at once)."""
+    try:
+        specs = meter_specs(args.meter, args.kind)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     if args.source == "simulate":
-        resume = spool.get_meta("sim_next_us")
-        origin = spool.get_meta("sim_origin_us")
         start = parse_datetime(args.start) if args.start else None
-        return SimulatedMeter(args.ship_id, interval_s, units=args.units, speed=args.speed,
-                              start_us=start, backfill_s=args.backfill or 0.0,
-                              duration_s=args.duration, resume_us=int(resume) if resume else None,
-                              origin_us=int(origin) if origin else None), True
+        return simulated_meters(args.ship_id, specs, interval_s, spool.get_meta,
+                                units=args.units, speed=args.speed, start_us=start,
+                                backfill_s=args.backfill or 0.0, duration_s=args.duration), True
+    if len(specs) > 1:
+        raise ConfigError("a file or standard input holds one meter's readings: give one --meter "
+                          "(several meters need one agent each, or the simulator)")
+    if specs[0].kind == "total" and args.units.lower() not in ("kwh", "wh", "mwh"):
+        raise ConfigError(f"--kind total: a register is energy (kWh, Wh, MWh), not {args.units}")
+    line = {"units": args.units, "interval_s": interval_s, "meter": specs[0].meter,
+            "kind": specs[0].kind}
     if args.source == "-":
-        return LineSource("-", units=args.units, interval_s=interval_s), True
+        return LineSource("-", **line), True
     key = f"cursor:file:{Path(args.source).resolve()}"
     done = spool.get_meta(key)
     try:
-        return LineSource(args.source, units=args.units, interval_s=interval_s,
-                          skip_lines=int(done) if done else 0), False
+        return LineSource(args.source, skip_lines=int(done) if done else 0,
+                          **line), False
     except LineError as exc:
         raise ConfigError(f"--source: {exc}") from None
 
@@ -190,6 +198,13 @@ def register(tree: CommandTree) -> None:
     run.add_argument("--units", default="kW", choices=UNITS, help="units of the values")
     run.add_argument("--interval", type=duration_arg, default=300.0,
                      help="interval of each reading (PT5M, 5m, 300): declared in every message")
+    run.add_argument("--meter", action="append", metavar="NAME[:KIND]",
+                     help="the meter (default main). Repeat it to simulate several meters from "
+                          "one agent (e.g. --meter main --meter shore:total); a file or standard"
+                          " input carries one meter")
+    run.add_argument("--kind", choices=("interval", "total"), default="interval",
+                     help="interval (each value is its interval's) or total (the meter's "
+                          "register, a running total in kWh); NAME:KIND overrides it per meter")
     run.add_argument("--spool", help="spool file (default: <[ship] spool_dir>/<id>.spool)")
     run.add_argument("--speed", type=float, default=1.0,
                      help="simulate: the clock runs this many times faster (backfilling history)")

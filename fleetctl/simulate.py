@@ -40,7 +40,7 @@ def _simulate(args: argparse.Namespace) -> int:
                          outage_rate=sc.outage_rate if args.outage_rate is None
                          else args.outage_rate,
                          spool_dir=Path(args.spool_dir) if args.spool_dir else None,
-                         seed=args.seed)
+                         seed=args.seed, meters=sc.meters if args.meters is None else args.meters)
     if args.quiet:
         logging.getLogger().setLevel(logging.WARNING)
     return sim.run(stop_on_signals(), out=sys.stdout)
@@ -63,4 +63,7 @@ def register(tree: CommandTree) -> None:
                      help="link outages per ship per simulated hour (15 min long on average)")
     sim.add_argument("--spool-dir", help="spools (default: <data_dir>/simulate/spools)")
     sim.add_argument("--seed", type=int, help="random seed for the outages")
+    sim.add_argument("--meters", type=int, choices=(1, 2, 3),
+                     help="meters per ship: 1 main, 2 also hotel, 3 also the shore-power "
+                          "register (default: [simulate] meters)")
     sim.add_argument("--quiet", action="store_true", help="progress only, no agent logs")

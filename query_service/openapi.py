@@ -9,6 +9,7 @@ import copy
 from typing import Any
 
 from query_service import analysis
+from query_service import meters as _meters
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
 _TIME = {"type": "string", "description": "UTC, ISO 8601 with Z", "example": "2018-08-24T00:00:00Z"}
@@ -199,6 +200,15 @@ _SPEC: dict[str, Any] = {
                      start=_TIME, end=_TIME, windows={"type": "integer"},
                      missing={"type": "integer"}, partial={"type": "integer"},
                      coverage=_NUM)}),
+            not_found=True, tag="ships"),
+        "/v1/ships/{id}/meters": _read(
+            "The ship's meters, their kind and newest stored data",
+            (_meters.__doc__ or "").split("\n\n", 1)[-1].strip(), [_SHIP],
+            _obj(["ship", "meters"], ship={"type": "string"}, meters={"type": "array", "items": _obj(
+                ["meter", "kind", "last_reading"], meter={"type": "string"},
+                kind={"type": "string", "enum": ["interval", "total"]},
+                last_reading=_obj(["time"], time=_TIME, kwh=_NUM, seconds=_NUM,
+                                  register_kwh=_NUM))}),
             not_found=True, tag="ships"),
         "/v1/ships/{id}/anomalies": _read(
             "Windows whose energy is an outlier against the ship's own recent history",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from query_service import alerts, ingest, views
+from query_service import alerts, ingest, meters, views
 
 
 def setup_routes(app: web.Application) -> None:
@@ -14,6 +14,7 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get("/v1/ships/{id}/energy", views.ship_energy, name="ship_energy")
     app.router.add_get("/v1/ships/{id}/gaps", views.ship_gaps, name="ship_gaps")
     app.router.add_get("/v1/ships/{id}/anomalies", views.ship_anomalies, name="ship_anomalies")
+    app.router.add_get("/v1/ships/{id}/meters", meters.ship_meters, name="ship_meters")
     app.router.add_get("/v1/fleet/energy", views.fleet_energy, name="fleet_energy")
     app.router.add_get("/v1/fleet/top", views.fleet_top, name="fleet_top")
     app.router.add_get("/v1/alerts", alerts.list_alerts, name="alerts")

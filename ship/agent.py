@@ -62,16 +62,21 @@ def _now_iso() -> str:
 
 
 def batch_payload(batch: Batch) -> str:
-    """A readings message (CONTRACT section 3) with the batch's declared interval and id."""
+    """A readings message (CONTRACT section 3) with the batch's declared interval, id, meter and
+    kind."""
     first = batch.readings[0]
     interval: float | int = first.interval_s
     if float(interval).is_integer():
         interval = int(interval)
-    return json.dumps({
-        "units": first.units, "interval": interval, "batch_id": batch.id,
-        "data": [{"datetime": format_datetime(r.start_us), "value": r.value}
-                 for r in batch.readings],
-    }, separators=(",", ":"), allow_nan=False)
+    doc: dict[str, Any] = {"units": first.units, "interval": interval, "batch_id": batch.id}
+    # Only when not the defaults, so a ship with one interval meter sends what it always sent.
+    if first.meter != "main":
+        doc["meter"] = first.meter
+    if first.kind != "interval":
+        doc["kind"] = first.kind
+    doc["data"] = [{"datetime": format_datetime(r.start_us), "value": r.value}
+                   for r in batch.readings]
+    return json.dumps(doc, separators=(",", ":"), allow_nan=False)
 
 
 @dataclass(slots=True)
@@ -89,7 +94,11 @@ class Agent:
     """One ship: a source, a spool and an MQTT client (see the module docstring)."""
 
     def __init__(self, cfg: Config, ship: str, password: str, spool: Spool, source: Source, *,
-                 live: bool = True) -> None:
+                 live: bool = True, client_id: str | None = None,
+                 presence: bool = True) -> None:
+        """``client_id`` defaults to the ship id; ``presence=False`` (``fleetctl import``, which
+        publishes as the ship beside its running agent) leaves the ship's status alone: no
+        online message, no last will."""
         self.cfg = cfg
         self.ship = ship
         self.spool = spool
@@ -115,9 +124,11 @@ class Agent:
         self._refused: str | None = None
         self._started = False
 
-        self.client = new_client(cfg, ship, username=ship, password=password,
+        self.presence = presence
+        self.client = new_client(cfg, client_id or ship, username=ship, password=password,
                                  reconnect_max_delay=int(cfg.ship.reconnect_max_delay))
-        self.client.will_set(self.status_topic, will_payload(), qos=1, retain=True)
+        if presence:
+            self.client.will_set(self.status_topic, will_payload(), qos=1, retain=True)
         self.client.max_queued_messages_set(0)
         self.client.max_inflight_messages_set(max(20, 4 * cfg.ship.max_inflight))
         self.client.on_connect = self._on_connect
@@ -135,7 +146,8 @@ class Agent:
             # snapshots) has lost the subscription too. Before any publish of this connection,
             # so no ack can be missed.
             client.subscribe(self.ack_topic, qos=1)
-            client.publish(self.status_topic, status_payload("online"), qos=1, retain=True)
+            if self.presence:
+                client.publish(self.status_topic, status_payload("online"), qos=1, retain=True)
             self._events.put(("connected", flags.session_present))
         self.wake.set()
 
@@ -178,7 +190,7 @@ class Agent:
 
     def close(self, *, goodbye: bool = True) -> None:
         """Publish ``offline`` (retained) and disconnect; the spool keeps what is unconfirmed."""
-        if goodbye and self.connected:
+        if goodbye and self.connected and self.presence:
             info = self.client.publish(self.status_topic,
                                        status_payload("offline", reason="agent stopped"),
                                        qos=1, retain=True)

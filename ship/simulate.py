@@ -1,7 +1,9 @@
 """The fleet simulator: N ship agents in one process, each with its own account and spool.
 
-Each ship is a real :class:`~ship.agent.Agent` with a :class:`~ship.source.SimulatedMeter`, so
-the simulator exercises the same spool, batching, acks and resends as a ship does. Random link
+Each ship is a real :class:`~ship.agent.Agent` with ``meters`` simulated meters
+(:data:`~ship.source.SIM_METERS`: ``main`` and ``hotel``, interval kW readings of two profiles,
+and ``shore``, a register reporting its running total in kWh), so the simulator exercises the
+same spool, batching, acks and resends as a ship does. Random link
 outages (``outage_rate`` per ship per simulated hour, 15 simulated minutes long on average) drop
 a ship's connection the way a failing radio does: the broker publishes its last will (offline),
 the readings pile up in its spool and drain when the link returns.
@@ -30,7 +32,7 @@ from fleet.errors import FleetError
 from fleet.service import setup_logging, stop_on_signals
 from fleet.timeutil import US, format_datetime
 from ship.agent import Agent
-from ship.source import SimulatedMeter
+from ship.source import SIM_METERS, MeterSet, simulated_meters
 from ship.spool import Spool
 
 log = logging.getLogger(__name__)
@@ -89,25 +91,24 @@ class FleetSimulator:
     def __init__(self, cfg: Config, creds: dict[str, str], *, interval_s: float,
                  speed: float = 1.0, duration_s: float | None = None, backfill_s: float = 0.0,
                  outage_rate: float = 0.0, spool_dir: Path | None = None,
-                 seed: int | None = None) -> None:
+                 seed: int | None = None, meters: int = 1) -> None:
         self.cfg = cfg
         self.outage_rate = outage_rate
         self.rng = random.Random(seed)  # noqa: S311 - simulation
         spool_dir = spool_dir or paths.simulate_spools_dir(cfg.local.path)
         self.agents: list[Agent] = []
-        self.meters: list[SimulatedMeter] = []
+        self.meters: list[MeterSet] = []
+        if not 1 <= meters <= len(SIM_METERS):
+            raise ValueError(f"meters must be 1 to {len(SIM_METERS)}")
+        specs = SIM_METERS[:meters]
         self.outages: list[_Outage] = []
         self.started = time.monotonic()
         try:
             for ship, password in sorted(creds.items()):
                 spool = Spool(paths.spool_file(spool_dir, ship), ship,
                               max_readings=cfg.ship.spool_max_readings)
-                resume = spool.get_meta("sim_next_us")
-                origin = spool.get_meta("sim_origin_us")
-                meter = SimulatedMeter(
-                    ship, interval_s, speed=speed, backfill_s=backfill_s, duration_s=duration_s,
-                    resume_us=int(resume) if resume else None,
-                    origin_us=int(origin) if origin else None)
+                meter = simulated_meters(ship, specs, interval_s, spool.get_meta, speed=speed,
+                                         backfill_s=backfill_s, duration_s=duration_s)
                 self.meters.append(meter)
                 self.agents.append(Agent(cfg, ship, password, spool, meter))
                 self.outages.append(_Outage(self._next_outage(meter.clock_us(time.time()))))
@@ -202,7 +203,7 @@ def main() -> int:
         creds = provision(cfg, ids)
         sim = FleetSimulator(cfg, creds, interval_s=parse_duration(sc.interval), speed=sc.speed,
                              backfill_s=parse_duration(sc.backfill) if sc.backfill else 0.0,
-                             outage_rate=sc.outage_rate)
+                             outage_rate=sc.outage_rate, meters=sc.meters)
     except FleetError as exc:
         print(f"simulate: {exc}", file=sys.stderr)
         return 2

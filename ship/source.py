@@ -20,11 +20,13 @@ import re
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Protocol
+from typing import IO, Any, Protocol
 
 from fleet.config import parse_duration
+from fleet.schema import METER_ID
 from fleet.timeutil import US, parse_datetime
 from ship.spool import Reading
 
@@ -103,11 +105,22 @@ class SimulatedMeter:
     def __init__(self, ship: str, interval_s: float, *, units: str = "kW", speed: float = 1.0,
                  start_us: int | None = None, backfill_s: float = 0.0,
                  duration_s: float | None = None, resume_us: int | None = None,
-                 origin_us: int | None = None, wall: float | None = None) -> None:
+                 origin_us: int | None = None, wall: float | None = None,
+                 meter: str = "main", kind: str = "interval", scale: float = 1.0,
+                 register_kwh: float | None = None) -> None:
         if speed < 1:
             raise ValueError("speed must be at least 1")
-        self.profile = LoadProfile(ship)
-        self.units = units
+        # Meter main keeps the ship's own profile (and the cursor keys of a spool from before
+        # meters); another meter draws a profile of its own.
+        self.profile = LoadProfile(ship if meter == "main" else f"{ship}/{meter}")
+        self.meter = meter
+        self.kind = kind
+        self.scale = scale
+        # kind "total": the register (kWh) at next_us; it starts at a stable, ship-specific value
+        # and grows by the profile's energy of each interval.
+        self.register = (register_kwh if register_kwh is not None
+                         else round(10_000 + 90_000 * _unit(f"{ship}/{meter}:register"), 3))
+        self.units = "kWh" if kind == "total" else units
         self.interval_s = interval_s
         self.interval_us = round(interval_s * US)
         self.speed = speed
@@ -143,18 +156,106 @@ class SimulatedMeter:
             if self.end_us is not None and self.next_us >= self.end_us:
                 self.exhausted = True
                 break
-            out.append(Reading(self.next_us, self.profile.kw(self.next_us), self.units,
-                               self.interval_s))
+            kw = self.profile.kw(self.next_us) * self.scale
+            if self.kind == "total":
+                out.append(Reading(self.next_us, round(self.register, 3), self.units,
+                                   self.interval_s, self.meter, self.kind))
+                self.register += kw * self.interval_s / 3600
+            else:
+                out.append(Reading(self.next_us, round(kw, 3), self.units, self.interval_s,
+                                   self.meter))
             self.next_us += self.interval_us
         if self.end_us is not None and self.next_us >= self.end_us:
             self.exhausted = True
         return out
 
     def cursor(self) -> dict[str, str]:
-        return {"sim_next_us": str(self.next_us), "sim_origin_us": str(self.origin_us)}
+        out = {meter_key("sim_next_us", self.meter): str(self.next_us),
+               meter_key("sim_origin_us", self.meter): str(self.origin_us)}
+        if self.kind == "total":
+            out[meter_key("sim_register", self.meter)] = repr(self.register)
+        return out
 
     def close(self) -> None:
         pass
+
+
+def meter_key(name: str, meter: str) -> str:
+    """A spool cursor key of one simulated meter (``main`` keeps the key it had before meters)."""
+    return name if meter == "main" else f"{name}:{meter}"
+
+
+@dataclass(frozen=True, slots=True)
+class MeterSpec:
+    """One simulated meter: its name, kind and share of the ship's typical load."""
+
+    meter: str
+    kind: str = "interval"
+    scale: float = 1.0
+
+
+# The simulator's meters, in this order: propulsion and ship's main load, the hotel load (a
+# smaller profile of its own), and a shore-power register reporting its running total.
+SIM_METERS = (MeterSpec("main"), MeterSpec("hotel", scale=0.35),
+              MeterSpec("shore", "total", 0.5))
+
+
+class MeterSet:
+    """Several simulated meters of one ship as one source (their readings interleaved)."""
+
+    def __init__(self, meters: Sequence[SimulatedMeter]) -> None:
+        if not meters:
+            raise ValueError("a meter set needs a meter")
+        self.meters = list(meters)
+        self.exhausted = False
+
+    def clock_us(self, now: float) -> int:
+        return self.meters[0].clock_us(now)
+
+    def poll(self, now: float) -> list[Reading]:
+        out = [r for m in self.meters for r in m.poll(now)]
+        self.exhausted = all(m.exhausted for m in self.meters)
+        return out
+
+    def cursor(self) -> dict[str, str]:
+        return {k: v for m in self.meters for k, v in m.cursor().items()}
+
+    def close(self) -> None:
+        for m in self.meters:
+            m.close()
+
+
+def meter_specs(names: Sequence[str] | None, kind: str = "interval") -> list[MeterSpec]:
+    """``--meter`` arguments (``NAME`` or ``NAME:interval|total``; default ``main``) as specs;
+    ``kind`` is the default kind. Each meter past the first draws a profile of its own.
+    ValueError names a bad argument."""
+    specs: list[MeterSpec] = []
+    for text in names or ["main"]:
+        name, _, k = text.partition(":")
+        k = k or kind
+        if not METER_ID.fullmatch(name):
+            raise ValueError(f"--meter {text!r}: a meter is 1-32 characters of [A-Za-z0-9_-]")
+        if k not in ("interval", "total"):
+            raise ValueError(f"--meter {text!r}: the kind is interval or total")
+        if any(sp.meter == name for sp in specs):
+            raise ValueError(f"--meter {name!r} is given twice")
+        specs.append(MeterSpec(name, k))
+    return specs
+
+
+def simulated_meters(ship: str, specs: Sequence[MeterSpec], interval_s: float,
+                     meta: Callable[[str], str | None], **kw: Any) -> MeterSet:
+    """A :class:`MeterSet` of ``specs``, resumed from a spool's cursor (``meta`` = get_meta)."""
+    meters = []
+    for spec in specs:
+        resume = meta(meter_key("sim_next_us", spec.meter))
+        origin = meta(meter_key("sim_origin_us", spec.meter))
+        register = meta(meter_key("sim_register", spec.meter))
+        meters.append(SimulatedMeter(
+            ship, interval_s, meter=spec.meter, kind=spec.kind, scale=spec.scale,
+            resume_us=int(resume) if resume else None, origin_us=int(origin) if origin else None,
+            register_kwh=float(register) if register else None, **kw))
+    return MeterSet(meters)
 
 
 # --- files and standard input ---------------------------------------------------------------------
@@ -164,7 +265,8 @@ class LineError(ValueError):
     """A line of a file or of standard input that is not a reading."""
 
 
-def parse_json_line(text: str, units: str, interval_s: float) -> Reading:
+def parse_json_line(text: str, units: str, interval_s: float, meter: str = "main",
+                    kind: str = "interval") -> Reading:
     """``{"datetime": "...", "value": ...}`` (interval-beginning, UTC) as a reading."""
     try:
         doc = json.loads(text)
@@ -172,10 +274,11 @@ def parse_json_line(text: str, units: str, interval_s: float) -> Reading:
         raise LineError(f"not JSON: {exc}") from None
     if not isinstance(doc, dict):
         raise LineError("not a JSON object")
-    return _reading(doc.get("datetime"), doc.get("value"), units, interval_s)
+    return _reading(doc.get("datetime"), doc.get("value"), units, interval_s, meter, kind)
 
 
-def _reading(when: object, value: object, units: str, interval_s: float) -> Reading:
+def _reading(when: object, value: object, units: str, interval_s: float, meter: str = "main",
+             kind: str = "interval") -> Reading:
     try:
         start_us = parse_datetime(when)
     except ValueError:
@@ -184,7 +287,7 @@ def _reading(when: object, value: object, units: str, interval_s: float) -> Read
         raise LineError(f"bad value {value!r}")
     try:
         number = float(value)
-        return Reading(start_us, number, units, interval_s)
+        return Reading(start_us, number, units, interval_s, meter, kind)
     except (ValueError, OverflowError):
         raise LineError(f"bad value {value!r}: must be a finite number >= 0") from None
 
@@ -199,8 +302,11 @@ class LineSource:
     """
 
     def __init__(self, path: str, *, units: str, interval_s: float,
-                 stdin: IO[str] | None = None, skip_lines: int = 0) -> None:
+                 stdin: IO[str] | None = None, skip_lines: int = 0, meter: str = "main",
+                 kind: str = "interval") -> None:
         self.path = path
+        self.meter = meter
+        self.kind = kind
         self.units = units
         self.interval_s = interval_s
         self.is_stdin = path == "-"
@@ -275,11 +381,12 @@ class LineSource:
 
     def _parse(self, text: str) -> Reading:
         if not self._csv:
-            return parse_json_line(text, self.units, self.interval_s)
+            return parse_json_line(text, self.units, self.interval_s, self.meter, self.kind)
         row = next(csv.reader(io.StringIO(text)))
         if len(row) != 2:
             raise LineError(f"expected 2 CSV columns (datetime,value), got {len(row)}")
-        return _reading(row[0].strip(), row[1].strip(), self.units, self.interval_s)
+        return _reading(row[0].strip(), row[1].strip(), self.units, self.interval_s, self.meter,
+                        self.kind)
 
     def cursor(self) -> dict[str, str]:
         return {} if self.is_stdin else {f"cursor:{self.key}": str(self.lines_done)}

@@ -4,9 +4,11 @@ SQLite in WAL mode with ``synchronous=FULL``: a committed reading survives a pro
 power loss. Three tables::
 
     reading(seq INTEGER PRIMARY KEY AUTOINCREMENT,  -- spool order, never reused
-            start_us INTEGER UNIQUE,                -- interval-beginning, UTC microseconds
+            start_us INTEGER,                       -- interval-beginning, UTC microseconds
             value REAL, units TEXT, interval_s REAL,
-            batch TEXT)                             -- NULL: not sent yet; else its batch id
+            batch TEXT,                             -- NULL: not sent yet; else its batch id
+            meter TEXT, kind TEXT,                  -- the meter (main...), interval or total
+            UNIQUE(meter, start_us))
     batch(id TEXT PRIMARY KEY, count, first_sent, last_sent, attempts)
     meta(key TEXT PRIMARY KEY, value TEXT)          -- counters, cursors, state for `ship status`
 
@@ -16,8 +18,8 @@ with the same id and the same readings, which storage absorbs (rule 5: idempoten
 A batch id carries the spool's random id, so an ack meant for an earlier spool of the same ship
 (the file deleted, the session still holding acks) never deletes anything here.
 
-One reading per start: a second reading with the same start is ignored (it would overwrite the
-same stored parts anyway) and counted as ``duplicates``.
+One reading per meter and start: a second reading with the same meter and start is ignored
+(it would overwrite the same stored parts anyway) and counted as ``duplicates``.
 
 Cap: at most ``max_readings`` rows. Adding past it drops the oldest rows (sent or not), counts
 them in ``dropped`` and logs it: the newest data wins, and nothing is dropped silently.
@@ -41,20 +43,24 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fleet.errors import FleetError
+from fleet.schema import METER_ID
 from fleet.timeutil import format_datetime
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"  # 2: meter and kind per reading (a version 1 spool is upgraded at open)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS reading (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    start_us INTEGER NOT NULL UNIQUE,
+    start_us INTEGER NOT NULL,
     value REAL NOT NULL,
     units TEXT NOT NULL,
     interval_s REAL NOT NULL,
-    batch TEXT
+    batch TEXT,
+    meter TEXT NOT NULL DEFAULT 'main',
+    kind TEXT NOT NULL DEFAULT 'interval',
+    UNIQUE(meter, start_us)
 );
 CREATE INDEX IF NOT EXISTS reading_batch ON reading(batch);
 CREATE TABLE IF NOT EXISTS batch (
@@ -78,23 +84,31 @@ class SpoolDiskFullError(SpoolError):
 
 @dataclass(frozen=True, slots=True)
 class Reading:
-    """One measurement: interval-beginning UTC start, value in ``units`` over ``interval_s``."""
+    """One measurement: interval-beginning UTC start, value in ``units`` over ``interval_s``,
+    of ``meter``; ``kind`` ``total``: the value is the meter's register (running total) at
+    ``start_us``, in an energy unit."""
 
     start_us: int
     value: float
     units: str
     interval_s: float
+    meter: str = "main"
+    kind: str = "interval"
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.value) and self.value >= 0):
             raise ValueError(f"value must be finite and >= 0, got {self.value!r}")
         if not (math.isfinite(self.interval_s) and self.interval_s > 0):
             raise ValueError(f"interval must be positive, got {self.interval_s!r}")
+        if not METER_ID.fullmatch(self.meter):
+            raise ValueError(f"meter must be 1-32 characters of [A-Za-z0-9_-], got {self.meter!r}")
+        if self.kind not in ("interval", "total"):
+            raise ValueError(f"kind must be interval or total, got {self.kind!r}")
 
 
 @dataclass(frozen=True, slots=True)
 class Batch:
-    """Readings published together under ``id``; all share units and interval."""
+    """Readings published together under ``id``; all share units, interval, meter and kind."""
 
     id: str
     readings: list[Reading]
@@ -167,6 +181,7 @@ class Spool:
         # Commits are per poll of the source, not per reading, so this stays cheap.
         db.execute("PRAGMA synchronous=FULL")
         with self._tx():
+            self._upgrade_v1()
             # Statement by statement: executescript() would COMMIT the open transaction.
             for stmt in filter(None, (s.strip() for s in _SCHEMA.split(";"))):
                 db.execute(stmt)
@@ -175,6 +190,22 @@ class Spool:
                 self._set("ship", self.ship)
                 self._set("created", format_datetime(int(time.time() * 1e6)))
                 self._set("schema", SCHEMA_VERSION)
+
+    def _upgrade_v1(self) -> None:
+        """A version 1 spool (before meters): its readings become meter ``main``, kept with
+        their batches, in a table unique per (meter, start) instead of per start."""
+        cols = [r[1] for r in self._db.execute("PRAGMA table_info(reading)")]
+        if not cols or "meter" in cols:
+            return
+        self._db.execute("ALTER TABLE reading RENAME TO reading_v1")
+        self._db.execute("DROP INDEX IF EXISTS reading_batch")
+        self._db.execute(_SCHEMA.split(";", maxsplit=1)[0])
+        self._db.execute("INSERT INTO reading(seq, start_us, value, units, interval_s, batch) "
+                         "SELECT seq, start_us, value, units, interval_s, batch FROM reading_v1")
+        self._db.execute("DROP TABLE reading_v1")
+        self._db.execute("INSERT INTO meta(key, value) VALUES ('schema', ?) ON CONFLICT(key) "
+                         "DO UPDATE SET value = excluded.value", (SCHEMA_VERSION,))
+        log.info("spool %s upgraded to schema %s (meters)", self.path, SCHEMA_VERSION)
 
     def close(self) -> None:
         self._db.close()
@@ -248,12 +279,12 @@ class Spool:
         Returns how many were added (duplicates of a held start are ignored). When the spool is
         over its cap afterwards, the oldest readings are dropped, counted and logged.
         """
-        rows = [(r.start_us, r.value, r.units, r.interval_s) for r in readings]
+        rows = [(r.start_us, r.value, r.units, r.interval_s, r.meter, r.kind) for r in readings]
         dropped_range: tuple[int, int, int] | None = None
         with self._tx():
             before = self._db.total_changes
             self._db.executemany("INSERT OR IGNORE INTO reading(start_us, value, units, "
-                                 "interval_s) VALUES (?, ?, ?, ?)", rows)
+                                 "interval_s, meter, kind) VALUES (?, ?, ?, ?, ?, ?)", rows)
             added = self._db.total_changes - before
             if added < len(rows):
                 self._bump("duplicates", len(rows) - added)
@@ -292,24 +323,25 @@ class Spool:
         """Assign up to ``limit`` unsent readings to a new batch and return it (None: none).
 
         Oldest first, or with ``newest`` the most recent ones (live readings beside a backlog);
-        only readings with ``seq > min_seq``. A batch stops where units or interval change.
+        only readings with ``seq > min_seq``. A batch stops where units, interval, meter or kind
+        change (one payload is one meter's).
         """
         order = "DESC" if newest else "ASC"
         rows = self._db.execute(
-            f"SELECT seq, start_us, value, units, interval_s FROM reading "
+            f"SELECT seq, start_us, value, units, interval_s, meter, kind FROM reading "
             f"WHERE batch IS NULL AND seq > ? ORDER BY seq {order} LIMIT ?",
             (min_seq, limit)).fetchall()
         if not rows:
             return None
         if newest:
             rows.reverse()
-            key = (rows[-1][3], rows[-1][4])
+            key = rows[-1][3:]
             cut = len(rows)
-            while cut > 0 and (rows[cut - 1][3], rows[cut - 1][4]) == key:
+            while cut > 0 and rows[cut - 1][3:] == key:
                 cut -= 1
             rows = rows[cut:]
         else:
-            key = (rows[0][3], rows[0][4])
+            key = rows[0][3:]
             rows = list(_takewhile_same(rows, key))
         seqs = [r[0] for r in rows]
         batch_id = f"{self.spool_id}-{seqs[0]}-{seqs[-1]}"
@@ -319,7 +351,7 @@ class Spool:
                                  [(batch_id, s) for s in seqs])
             self._db.execute("INSERT INTO batch(id, count, first_sent, last_sent, attempts) "
                              "VALUES (?, ?, ?, ?, 1)", (batch_id, len(rows), when, when))
-        return Batch(batch_id, [Reading(r[1], r[2], r[3], r[4]) for r in rows], 1)
+        return Batch(batch_id, [Reading(*r[1:]) for r in rows], 1)
 
     def outstanding(self) -> list[tuple[str, float, int]]:
         """Batches sent and unconfirmed: (id, last_sent, attempts), oldest first."""
@@ -330,8 +362,8 @@ class Spool:
         row = self._db.execute("SELECT attempts FROM batch WHERE id = ?", (batch_id,)).fetchone()
         if row is None:
             return None
-        rows = self._db.execute("SELECT start_us, value, units, interval_s FROM reading "
-                                "WHERE batch = ? ORDER BY seq", (batch_id,)).fetchall()
+        rows = self._db.execute("SELECT start_us, value, units, interval_s, meter, kind FROM "
+                                "reading WHERE batch = ? ORDER BY seq", (batch_id,)).fetchall()
         return Batch(batch_id, [Reading(*r) for r in rows], int(row[0]))
 
     def mark_resent(self, batch_id: str, now: float | None = None) -> None:
@@ -387,10 +419,11 @@ class Spool:
             raise SpoolError(f"spool {self.path}: {exc}") from exc
 
 
-def _takewhile_same(rows: list[tuple[int, int, float, str, float]],
-                    key: tuple[str, float]) -> Iterator[tuple[int, int, float, str, float]]:
+def _takewhile_same(rows: list[tuple[int, int, float, str, float, str, str]],
+                    key: tuple[str, float, str, str],
+                    ) -> Iterator[tuple[int, int, float, str, float, str, str]]:
     for r in rows:
-        if (r[3], r[4]) != key:
+        if r[3:] != key:
             return
         yield r
 

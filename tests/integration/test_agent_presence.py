@@ -123,7 +123,8 @@ def test_fleet_simulator_with_outages_loses_nothing(stack: Stack) -> None:
     # Two ships, two simulated hours at 3000x (2.4 s) ending now, about 6 outages per ship.
     done = subprocess.run(
         [*FLEETCTL, "simulate", "--ships", "2", "--prefix", prefix, "--interval", "5m",
-         "--speed", "3000", "--duration", "2h", "--outage-rate", "3", "--seed", "7"],
+         "--speed", "3000", "--duration", "2h", "--outage-rate", "3", "--seed", "7",
+         "--meters", "1"],
         env=stack.env_with(FLEET_SHIP_ACK_TIMEOUT="1", FLEET_SHIP_RECONNECT_MAX_DELAY="1"),
         capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr[-2000:]

@@ -21,6 +21,7 @@ from launcher.servers import render_mosquitto_conf
     ({"FLEET_SIMULATE_INTERVAL": "soon"}, "simulate.interval"),
     ({"FLEET_SIMULATE_SPEED": "0.5"}, "simulate.speed"),
     ({"FLEET_SIMULATE_PREFIX": "a b"}, "simulate.prefix"),
+    ({"FLEET_SIMULATE_METERS": "4"}, "simulate.meters"),
     ({"FLEET_MQTT_TLS_PORT": "70000"}, "mqtt.tls_port"),
     ({"FLEET_MQTT_TLS_PORT": "1883"}, "mqtt.tls_port must differ"),
     ({"FLEET_MQTT_TLS_CERT": "c.pem"}, "mqtt.tls_cert and mqtt.tls_key"),
