@@ -18,7 +18,7 @@ import orjson
 
 from fleet.config import parse_duration
 from fleet.errors import PayloadError
-from fleet.schema import DEFAULT_METER, METER_ID, SHIP_ID, Part
+from fleet.schema import DEFAULT_METER, METER_ID, SHIP_ID, Part, new_part
 from fleet.timeutil import US, WINDOW_US, parse_datetime
 
 _US_PER_HOUR = 3600 * US
@@ -294,7 +294,7 @@ def normalize(ship: str, readings: Sequence[tuple[int, float]], *, power: bool,
             raise ValueError("readings must have unique timestamps")
         boundary = t - t % WINDOW_US + WINDOW_US
         if end <= boundary:  # the common case: the reading lies within one window
-            append(Part(ship, t, v * span / _US_PER_HOUR if power else v, span / US, meter))
+            append(new_part((ship, t, v * span / _US_PER_HOUR if power else v, span / US, meter)))
             continue
         if len(parts) + (end - boundary) // WINDOW_US >= MAX_PARTS:
             # Years between sparse readings (or a long declared interval over many readings)
@@ -306,7 +306,7 @@ def normalize(ship: str, readings: Sequence[tuple[int, float]], *, power: bool,
             stop = min(boundary, end)
             share = stop - start
             kwh = v * share / _US_PER_HOUR if power else v * share / span
-            append(Part(ship, start, kwh, share / US, meter))
+            append(new_part((ship, start, kwh, share / US, meter)))
             start = stop
             boundary += WINDOW_US
     return parts

@@ -13,7 +13,8 @@ not in a new ``meter=main`` one. In InfluxQL, ``"meter" = ''`` selects meter ``m
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from functools import partial
 from typing import NamedTuple
 
 MEASUREMENT = "energy"
@@ -41,6 +42,11 @@ class Part(NamedTuple):
     kwh: float
     seconds: float
     meter: str = DEFAULT_METER
+
+
+# Part(*fields) without the Python frame of the NamedTuple's generated __new__ (about 140 ns
+# instead of 370 here): the bridge makes one per part. All five fields, in order.
+new_part: Callable[[tuple[str, int, float, float, str]], Part] = partial(tuple.__new__, Part)
 
 
 def line(part: Part) -> str:
