@@ -152,6 +152,7 @@ class MqttSession:
             self.client.username_pw_set(username, password)
         self.messages: list[mqtt.MQTTMessage] = []
         self.connack: Any = None
+        self._subscriptions: list[tuple[str, int]] = []
         self.pubacks: dict[int, Any] = {}
         self.client.on_message = lambda _c, _u, m: self.messages.append(m)
         self.client.on_connect = self._on_connect
@@ -162,6 +163,10 @@ class MqttSession:
 
     def _on_connect(self, _c: Any, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
         self.connack = reason
+        # paho reconnects by itself after a broker restart, with a clean session: subscribe
+        # again, or a watcher goes deaf for the rest of the run.
+        if self._subscriptions and not reason.is_failure:
+            self.client.subscribe(list(self._subscriptions))
 
     def _on_publish(self, _c: Any, _u: Any, mid: int, reason: Any, _p: Any) -> None:
         self.pubacks[mid] = reason
@@ -181,6 +186,7 @@ class MqttSession:
     def subscribe(self, topic: str, qos: int = 1) -> None:
         granted: list[Any] = []
         self.client.on_subscribe = lambda _c, _u, _m, rc, _p: granted.extend(rc)
+        self._subscriptions.append((topic, qos))
         self.client.subscribe(topic, qos)
         eventually(lambda: granted, self.timeout, message=f"no SUBACK for {topic}")
 
