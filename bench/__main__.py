@@ -19,6 +19,7 @@ from typing import Any
 
 from bench import report
 from bench.backlog import run_backlog
+from bench.hotpath import carry_over
 from bench.ingest import INGEST_CASES, run_ingest
 from bench.latency import run_latency
 from bench.memory import run_memory
@@ -75,7 +76,7 @@ def main() -> int:
     finally:
         b.stop()
     r["duration"] = time.time() - started
-    out.write_text(report.results_md(r), encoding="utf-8")
+    out.write_text(carry_over(out, report.results_md(r)), encoding="utf-8")
     log(f"wrote {out} in {r['duration']:.0f} s")
     if not partial:
         fragment = report.readme_fragment(r)

@@ -7,18 +7,19 @@ crash or a database outage loses nothing: the broker delivers unacknowledged mes
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import orjson
 import paho.mqtt.client as mqtt
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from bridge import pahofast
 from bridge.batcher import Batcher, Pending
 from bridge.metrics import BridgeMetrics
 from bridge.ownership import Ownership
@@ -42,6 +43,7 @@ ClientFactory = Callable[[Config], mqtt.Client]
 
 def bridge_client(cfg: Config) -> mqtt.Client:
     """The bridge's client: its client id, manual acknowledgements, nothing dropped by paho."""
+    pahofast.install()  # paho's Properties per received message, without rebuilding its tables
     client = new_client(cfg, cfg.bridge.client_id, username=cfg.mqtt.username,
                         password=cfg.mqtt.password, manual_ack=True)
     # paho's own queue of outgoing messages must not drop acks while reconnecting.
@@ -60,11 +62,14 @@ def subscription(cfg: Config) -> str:
     return topics.readings_subscription(cfg.bridge.shared_group)
 
 
-def _dumps(obj: dict[str, Any]) -> str:
-    return json.dumps(obj, separators=(",", ":"), allow_nan=False)
+def _dumps(obj: dict[str, Any]) -> bytes:
+    """Compact JSON, by orjson: about 8x faster than json.dumps, and one is sent per message (the
+    ack topic) and per ship and batch (the energy topic). Floats here are finite (the readings
+    are validated; orjson would write a NaN as null where json.dumps raised)."""
+    return orjson.dumps(obj)
 
 
-def _energy(ship: str, parts: list[Part], meter: str = "main") -> str:
+def _energy(ship: str, parts: list[Part], meter: str = "main") -> bytes:
     """The energy topic's JSON for one ship's meter's parts in a batch (one message per meter)."""
     return _dumps({"ship": ship, "meter": meter, "unit": "kWh",
                    "windows": [{"time": format_datetime(w), "kwh": kwh, "coverage": coverage}
@@ -294,11 +299,13 @@ class Bridge:
             # One message per meter, naming it.
             for (ship, meter), parts in by_meter.items():
                 self.client.publish(topics.energy(ship), _energy(ship, parts, meter), qos=1)
+        # The PUBACKs of the whole batch in one write (paho: one packet each, one wake-up of its
+        # network thread and one send each). Only for the connection they came on: when it is
+        # gone the broker delivers them again and that copy (stored again, idempotently) is the
+        # one acknowledged. All before the batch's confirmations and handoff markers, as before.
+        pahofast.ack_all(self.client, [(item.mid, item.qos) for item in items
+                                       if item.generation == generation])
         for item in items:
-            if item.generation == generation:
-                self.client.ack(item.mid, item.qos)
-            # else: the connection it came on is gone; the broker delivers it again and that
-            # copy (stored again, idempotently) is the one acknowledged.
             if not item.ship:  # the handoff marker (bridge/ownership.py)
                 self.ownership.passed(item)
                 continue

@@ -14,9 +14,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from operator import attrgetter, sub
 
+import orjson
+
 from fleet.config import parse_duration
 from fleet.errors import PayloadError
-from fleet.schema import DEFAULT_METER, METER_ID, SHIP_ID, Part
+from fleet.schema import DEFAULT_METER, METER_ID, SHIP_ID, Part, new_part
 from fleet.timeutil import US, WINDOW_US, parse_datetime
 
 _US_PER_HOUR = 3600 * US
@@ -105,8 +107,7 @@ def process_payload(ship: str, raw: bytes | str, *, default_interval_s: float = 
     if len(raw) > max_bytes:
         raise PayloadError("too_large", f"{len(raw)} bytes, more than {max_bytes}")
     try:
-        # Decoded here: json.loads(bytes) would also accept UTF-16 and UTF-32.
-        doc = json.loads(raw.decode("utf-8") if isinstance(raw, bytes) else raw)
+        doc = _loads(raw)
     except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError both are ValueErrors
         raise PayloadError("not_json", str(exc)) from None
     except RecursionError:
@@ -293,7 +294,7 @@ def normalize(ship: str, readings: Sequence[tuple[int, float]], *, power: bool,
             raise ValueError("readings must have unique timestamps")
         boundary = t - t % WINDOW_US + WINDOW_US
         if end <= boundary:  # the common case: the reading lies within one window
-            append(Part(ship, t, v * span / _US_PER_HOUR if power else v, span / US, meter))
+            append(new_part((ship, t, v * span / _US_PER_HOUR if power else v, span / US, meter)))
             continue
         if len(parts) + (end - boundary) // WINDOW_US >= MAX_PARTS:
             # Years between sparse readings (or a long declared interval over many readings)
@@ -305,7 +306,7 @@ def normalize(ship: str, readings: Sequence[tuple[int, float]], *, power: bool,
             stop = min(boundary, end)
             share = stop - start
             kwh = v * share / _US_PER_HOUR if power else v * share / span
-            append(Part(ship, start, kwh, share / US, meter))
+            append(new_part((ship, start, kwh, share / US, meter)))
             start = stop
             boundary += WINDOW_US
     return parts
@@ -392,3 +393,29 @@ def _drop_duplicates(kept: list[tuple[int, float, int]], stamps: list[int],
 def _short(value: object) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+# A run of 19 digits, once every digit is mapped to "0": the only literals orjson reads otherwise
+# than json (integers past 64 bits come back as floats, json keeps them ints).
+_ZERO_DIGITS = bytes.maketrans(b"123456789", b"000000000")
+_LONG_NUMBER = b"0" * 19
+
+
+def _loads(raw: bytes | str) -> object:
+    """``json.loads`` of UTF-8 text, by orjson (4x faster) whenever that gives the same answer.
+
+    orjson reads UTF-8 only and a subset of what json reads (it refuses lone surrogates, NaN and
+    Infinity, and nesting past 1024), with the same values for it, except integers past 64 bits;
+    whatever it refuses, and any payload holding such a long number, goes to json, so every
+    payload is refused, or read, as json would (json's own nesting limit, below 1000 and
+    depending on the caller's stack, is the one difference: orjson reads up to 1024).
+    """
+    if isinstance(raw, bytes):
+        if _LONG_NUMBER not in raw.translate(_ZERO_DIGITS):
+            try:
+                return orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                pass
+        # Decoded here: json.loads(bytes) would also accept UTF-16 and UTF-32.
+        raw = raw.decode("utf-8")
+    return json.loads(raw)

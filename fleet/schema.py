@@ -13,7 +13,8 @@ not in a new ``meter=main`` one. In InfluxQL, ``"meter" = ''`` selects meter ``m
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from functools import partial
 from typing import NamedTuple
 
 MEASUREMENT = "energy"
@@ -43,6 +44,11 @@ class Part(NamedTuple):
     meter: str = DEFAULT_METER
 
 
+# Part(*fields) without the Python frame of the NamedTuple's generated __new__ (about 140 ns
+# instead of 370 here): the bridge makes one per part. All five fields, in order.
+new_part: Callable[[tuple[str, int, float, float, str]], Part] = partial(tuple.__new__, Part)
+
+
 def line(part: Part) -> str:
     """Line protocol for one part (nanosecond precision). Ship ids need no escaping."""
     return lines((part,))
@@ -54,11 +60,13 @@ def lines(parts: Iterable[Part]) -> str:
     append = out.append
     ship = meter = None
     prefix = ""
-    for p in parts:
-        if p.ship is not ship or p.meter is not meter:
-            ship, meter = p.ship, p.meter
+    # One f-string per line, the fields unpacked from the tuple (cheaper than attribute access:
+    # this runs once per part on the bridge's hot path); float() so a field is never an integer.
+    for part_ship, start_us, kwh, seconds, part_meter in parts:
+        if part_ship is not ship or part_meter is not meter:
+            ship, meter = part_ship, part_meter
             prefix = f"{series_key(ship, meter)} {FIELD_KWH}="
-        append(f"{prefix}{float(p.kwh)!r},{FIELD_SECONDS}={float(p.seconds)!r} {p.start_us * 1000}")
+        append(f"{prefix}{float(kwh)!r},{FIELD_SECONDS}={float(seconds)!r} {start_us * 1000}")
     return "\n".join(out)
 
 

@@ -1,0 +1,100 @@
+"""bridge.pahofast: paho decodes a PUBLISH into the same message with the lean Properties, and
+a batch of PUBACKs is the same bytes as one ack each."""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt import _packet
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from bridge import pahofast
+
+TOPIC = b"fleet/ships/s-1/readings"
+PAYLOAD = b'{"units":"kWh","data":[]}'
+QOS1 = 0x30 | 0x02
+
+
+def _publish(props: bytes) -> bytes:
+    return struct.pack("!H", len(TOPIC)) + TOPIC + struct.pack("!H", 7) + props + PAYLOAD
+
+
+@pytest.fixture
+def lean() -> Iterator[None]:
+    stock = _packet.Properties
+    assert pahofast.install()
+    yield
+    _packet.Properties = stock  # type: ignore[misc]
+
+
+def _decode(packet: bytes) -> _packet.PublishPacket:
+    return _packet.decode_publish(QOS1, packet, MQTTProtocolVersion.MQTTv5)
+
+
+def test_a_publish_without_properties_decodes_as_with_paho_alone() -> None:
+    stock = _decode(_publish(b"\x00"))
+    pahofast.install()
+    try:
+        fast = _decode(_publish(b"\x00"))
+    finally:
+        _packet.Properties = Properties  # type: ignore[misc]
+    assert isinstance(fast.properties, pahofast.LeanProperties)
+    assert (fast.topic, fast.mid, fast.payload, str(fast.properties)) == (
+        stock.topic, stock.mid, stock.payload, str(stock.properties))
+    assert fast.properties.isEmpty()  # type: ignore[no-untyped-call]
+
+
+def test_properties_are_still_read(lean: None) -> None:
+    props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+    props.MessageExpiryInterval = 30
+    props.UserProperty = ("a", "b")
+    props.UserProperty = ("c", "d")
+    fast = _decode(_publish(props.pack()))  # type: ignore[no-untyped-call]
+    assert fast.payload == PAYLOAD
+    assert fast.properties is not None
+    assert fast.properties.json() == {  # type: ignore[no-untyped-call]
+        "MessageExpiryInterval": 30, "UserProperty": [("a", "b"), ("c", "d")]}
+
+
+def test_a_reused_object_is_cleared_before_reading(lean: None) -> None:
+    props = pahofast.LeanProperties(PacketTypes.PUBLISH)
+    props.MessageExpiryInterval = 30
+    props.unpack(b"\x00")  # type: ignore[no-untyped-call]
+    assert props.isEmpty()  # type: ignore[no-untyped-call]
+    # The tables are shared, never written: a second object starts empty.
+    assert pahofast.LeanProperties(PacketTypes.PUBLISH).isEmpty()  # type: ignore[no-untyped-call]
+
+
+def _client() -> mqtt.Client:
+    return mqtt.Client(CallbackAPIVersion.VERSION2, protocol=MQTTProtocolVersion.MQTTv5,
+                       manual_ack=True)
+
+
+def test_ack_all_queues_the_same_bytes_as_one_ack_each() -> None:
+    one_by_one, batched = _client(), _client()  # not connected: paho keeps what it would send
+    messages = [(1, 1), (300, 1), (65535, 1), (7, 0)]
+    for mid, qos in messages:
+        one_by_one.ack(mid, qos)
+    pahofast.ack_all(batched, messages)
+    queued = [p["packet"] for p in batched._out_packet]
+    assert len(queued) == 1
+    assert queued[0] == b"".join(p["packet"] for p in one_by_one._out_packet)
+    assert queued[0] == b"\x40\x02\x00\x01\x40\x02\x01\x2c\x40\x02\xff\xff"
+
+
+def test_ack_all_uses_ack_on_a_client_without_paho_internals() -> None:
+    class Fake:
+        def __init__(self) -> None:
+            self.acks: list[tuple[int, int]] = []
+
+        def ack(self, mid: int, qos: int) -> None:
+            self.acks.append((mid, qos))
+
+    fake = Fake()
+    pahofast.ack_all(fake, [(1, 1), (2, 1)])  # type: ignore[arg-type]
+    assert fake.acks == [(1, 1), (2, 1)]
