@@ -26,6 +26,7 @@ from fleet.config import Config, load_config
 from fleet.errors import AccountError, ConfigError, FleetError
 from fleet.tls import register as _register_tls
 from fleet.tokens import register as _register_tokens
+from fleetctl.report import register as _register_report
 from ship.cli import register as _register_ship
 
 Handler = Callable[[argparse.Namespace], int]
@@ -179,7 +180,7 @@ def _register_accounts(tree: CommandTree) -> None:
 
 
 REGISTRARS: list[Callable[[CommandTree], None]] = [
-    _register_accounts, _register_tokens, _register_tls, _register_ship]
+    _register_accounts, _register_tokens, _register_tls, _register_ship, _register_report]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from query_service import ingest, views
+from query_service import ingest, reports, views
 
 
 def setup_routes(app: web.Application) -> None:
@@ -16,6 +16,7 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get("/v1/ships/{id}/anomalies", views.ship_anomalies, name="ship_anomalies")
     app.router.add_get("/v1/fleet/energy", views.fleet_energy, name="fleet_energy")
     app.router.add_get("/v1/fleet/top", views.fleet_top, name="fleet_top")
+    app.router.add_get("/v1/reports/energy", reports.energy, name="report_energy")
     app.router.add_get("/healthz", views.healthz, name="healthz")
     app.router.add_get("/metrics", views.metrics, name="metrics")
     app.router.add_get("/openapi.json", views.openapi, name="openapi")

@@ -1,0 +1,1 @@
+"""The ``fleetctl`` command line, one module per command group, on top of the ``fleet`` domain."""
