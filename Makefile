@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: test run check lint typecheck compose-check run-deps test-deps python-venv venv bench clean
+.PHONY: test run check lint typecheck imports compose-check run-deps test-deps python-venv venv bench clean
 
 # Debian packages for the commands that are missing, given as command=package pairs.
 apt_ensure = missing=""; \
@@ -57,7 +57,12 @@ lint: venv
 typecheck: venv
 	$(BIN)/mypy
 
-check: lint typecheck
+# The import contracts in pyproject.toml ([tool.importlinter]): fleet/ imports no app, no
+# command line, no launcher; no two packages import each other.
+imports: venv
+	$(BIN)/lint-imports
+
+check: lint typecheck imports
 
 compose-check: test-deps
 	docker-compose -f docker-compose.yml config -q
@@ -67,7 +72,7 @@ test: venv test-deps check compose-check
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 run: venv run-deps
-	$(BIN)/python -m fleet.run
+	$(BIN)/python -m launcher
 
 bench: venv run-deps
 	$(BIN)/pip install --quiet -e '.[dev,bench]'

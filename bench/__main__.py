@@ -35,7 +35,9 @@ from bench.load import Publisher
 from bench.pub import payload
 from fleet.accounts import Accounts
 from fleet.config import Config, load_config
-from fleet.local import (
+from fleet.schema import Part, line, window_query
+from fleet.timeutil import US
+from launcher.servers import (
     REPO_ROOT,
     Service,
     bridge_service,
@@ -45,8 +47,6 @@ from fleet.local import (
     mosquitto_service,
     query_service,
 )
-from fleet.schema import Part, line, window_query
-from fleet.timeutil import US
 
 HERE = Path(__file__).resolve().parent
 SHIPS = 100

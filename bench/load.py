@@ -21,7 +21,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+
+from fleet import topics
+from fleet.mqttclient import plain_client
 
 
 @dataclass
@@ -69,16 +71,14 @@ class Publisher:
         self._result: LoadResult | None = None
         tag = uuid.uuid4().hex[:6]
         for k, (ship, password) in enumerate(accounts):
-            client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{prefix}-{tag}-{ship}",
-                                 protocol=MQTTProtocolVersion.MQTTv5)
-            client.username_pw_set(ship, password)
+            client = plain_client(f"{prefix}-{tag}-{ship}", username=ship, password=password)
             client.max_inflight_messages_set(0)  # the window below is the limit
             client.max_queued_messages_set(0)
             client.on_connect = self._on_connect
             client.on_disconnect = self._on_disconnect
             client.on_publish = self._on_publish
             client.user_data_set(k)
-            self._ships.append(_Ship(ship, client, f"fleet/ships/{ship}/readings"))
+            self._ships.append(_Ship(ship, client, topics.readings(ship)))
 
     # -- paho callbacks (called from loop_read on our own thread) ---------------------------------
 

@@ -14,7 +14,9 @@ import time
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+
+from fleet import topics
+from fleet.mqttclient import plain_client
 
 
 def main() -> int:
@@ -33,12 +35,10 @@ def main() -> int:
         if state["n"] >= want:
             done.set()
 
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"ceiling-{time.time_ns()}",
-                         protocol=MQTTProtocolVersion.MQTTv5)
-    client.username_pw_set(user, password)
+    client = plain_client(f"ceiling-{time.time_ns()}", username=user, password=password)
     client.on_message = on_message
     client.on_subscribe = lambda *_a: subscribed.set()
-    client.on_connect = lambda c, *_a: c.subscribe("fleet/ships/+/readings", qos=1)
+    client.on_connect = lambda c, *_a: c.subscribe(topics.READINGS_FILTER, qos=1)
     client.connect(host, int(port))
     client.loop_start()
     if not subscribed.wait(20):

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import logging
-import signal
 import sys
 import threading
-from types import FrameType
 
 from prometheus_client import start_http_server
 
@@ -15,6 +13,7 @@ from bridge.metrics import BridgeMetrics
 from bridge.mqtt import Bridge
 from fleet.config import Config, load_config
 from fleet.errors import FleetError, StoreError
+from fleet.service import setup_logging, stop_on_signals
 from fleet.store import InfluxStore
 
 log = logging.getLogger("bridge")
@@ -40,14 +39,7 @@ def _prepare_store(cfg: Config, stop: threading.Event) -> InfluxStore | None:
 
 
 def run(cfg: Config) -> int:
-    stop = threading.Event()
-
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        log.info("received %s; flushing and stopping", signal.Signals(signum).name)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    stop = stop_on_signals(log, "flushing and stopping")
 
     metrics = BridgeMetrics()
     if cfg.bridge.metrics_port:
@@ -86,8 +78,7 @@ def run(cfg: Config) -> int:
 
 
 def main() -> int:
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging()
     try:
         cfg = load_config()
     except FleetError as exc:

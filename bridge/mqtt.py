@@ -10,28 +10,39 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
-from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from bridge.batcher import Batcher, Pending
 from bridge.metrics import BridgeMetrics
+from fleet import topics
 from fleet.config import Config
 from fleet.errors import PayloadError
+from fleet.mqttclient import connect_async, new_client
 from fleet.normalize import Normalized, process_payload, window_sums
-from fleet.schema import SHIP_ID, Part, lines
+from fleet.schema import Part, lines
 from fleet.timeutil import format_datetime
 
 log = logging.getLogger(__name__)
 
-READINGS = "fleet/ships/+/readings"
+# Makes the bridge's paho client; tests pass one returning a fake client.
+ClientFactory = Callable[[Config], mqtt.Client]
+
+
+def bridge_client(cfg: Config) -> mqtt.Client:
+    """The bridge's client: its client id, manual acknowledgements, nothing dropped by paho."""
+    client = new_client(cfg, cfg.bridge.client_id, username=cfg.mqtt.username,
+                        password=cfg.mqtt.password, manual_ack=True)
+    # paho's own queue of outgoing messages must not drop acks while reconnecting.
+    client.max_queued_messages_set(0)
+    client.max_inflight_messages_set(1000)
+    return client
 
 
 def subscription(cfg: Config) -> str:
@@ -41,8 +52,7 @@ def subscription(cfg: Config) -> str:
     bridge subscribes on every connect; with ``$share`` the messages published between a broker
     restart and that resubscription reach nobody, which is why one bridge uses a plain one.
     """
-    group = cfg.bridge.shared_group
-    return f"$share/{group}/{READINGS}" if group else READINGS
+    return topics.readings_subscription(cfg.bridge.shared_group)
 
 
 def _dumps(obj: dict[str, Any]) -> str:
@@ -59,7 +69,8 @@ def _energy(ship: str, parts: list[Part]) -> str:
 class Bridge:
     """Wires paho callbacks to the batcher and publishes ack, rejected and energy topics."""
 
-    def __init__(self, cfg: Config, batcher_factory: Any, metrics: BridgeMetrics) -> None:
+    def __init__(self, cfg: Config, batcher_factory: Any, metrics: BridgeMetrics,
+                 client_factory: ClientFactory = bridge_client) -> None:
         self.cfg = cfg
         self.metrics = metrics
         self.generation = 0
@@ -68,19 +79,7 @@ class Bridge:
         self._max_readings = cfg.ingest.max_readings_per_message
         self._max_bytes = cfg.ingest.max_payload_bytes
         self.batcher: Batcher = batcher_factory(self)
-        self.client = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=cfg.bridge.client_id,
-            protocol=MQTTProtocolVersion.MQTTv5, manual_ack=True,
-        )
-        # paho's own queue of outgoing messages must not drop acks while reconnecting.
-        self.client.max_queued_messages_set(0)
-        self.client.max_inflight_messages_set(1000)
-        if cfg.mqtt.username:
-            self.client.username_pw_set(cfg.mqtt.username, cfg.mqtt.password or None)
-        if cfg.mqtt.tls_ca:
-            self.client.tls_set(ca_certs=cfg.mqtt.tls_ca, certfile=cfg.mqtt.tls_cert or None,
-                                keyfile=cfg.mqtt.tls_key or None)
-        self.client.reconnect_delay_set(1, 30)
+        self.client = client_factory(cfg)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_subscribe = self._on_subscribe
@@ -89,15 +88,11 @@ class Bridge:
     # -- connection ---------------------------------------------------------------------------
 
     def start(self) -> None:
-        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        props.SessionExpiryInterval = self.cfg.bridge.session_expiry
-        # The broker sends at most this many unacknowledged messages: the in-flight bound.
-        props.ReceiveMaximum = self.cfg.bridge.max_inflight
-        # client_port: the TLS listener when [mqtt] tls_ca is set.
-        self.client.connect_async(self.cfg.mqtt.host, self.cfg.mqtt.client_port,
-                                  keepalive=self.cfg.mqtt.keepalive, clean_start=False,
-                                  properties=props)
-        self.client.loop_start()
+        # A persistent session; Receive Maximum: the broker sends at most this many
+        # unacknowledged messages (the in-flight bound).
+        connect_async(self.client, self.cfg, clean_start=False,
+                      session_expiry=self.cfg.bridge.session_expiry,
+                      receive_maximum=self.cfg.bridge.max_inflight)
 
     def stop(self) -> None:
         self.client.disconnect()
@@ -145,20 +140,21 @@ class Bridge:
             # forever; it is logged, counted and reported to the ship.
             log.exception("internal error handling a message on %s", msg.topic)
             self.metrics.rejected.labels("internal_error").inc()
-            ship = msg.topic.split("/")[2] if msg.topic.count("/") == 3 else ""
-            if SHIP_ID.fullmatch(ship):
-                self._publish(ship, "rejected", {"status": "rejected", "reason": "internal_error",
-                                                 "detail": "the bridge failed on this payload"})
+            topic = topics.parse_ship_topic(msg.topic)
+            if topic is not None:
+                self._publish(topic.ship, topics.REJECTED,
+                              {"status": "rejected", "reason": "internal_error",
+                               "detail": "the bridge failed on this payload"})
             client.ack(msg.mid, msg.qos)
 
     def _handle(self, msg: mqtt.MQTTMessage) -> None:
-        topic = msg.topic.split("/")
-        ship = topic[2] if len(topic) == 4 else ""
-        if not SHIP_ID.fullmatch(ship):
+        topic = topics.parse_ship_topic(msg.topic)
+        if topic is None:
             log.warning("ignoring message on unexpected topic %r", msg.topic)
             self.metrics.messages.labels("refused").inc()
             self.client.ack(msg.mid, msg.qos)
             return
+        ship = topic.ship
         try:
             n = process_payload(ship, bytes(msg.payload), default_interval_s=self._default_interval,
                                 max_readings=self._max_readings, max_bytes=self._max_bytes)
@@ -169,9 +165,9 @@ class Bridge:
                                     "detail": exc.detail}
             if exc.batch_id is not None:
                 body["batch_id"] = exc.batch_id
-                self._publish(ship, "ack", {"batch_id": exc.batch_id, "status": "rejected",
+                self._publish(ship, topics.ACK, {"batch_id": exc.batch_id, "status": "rejected",
                                             "reason": exc.reason, "detail": exc.detail})
-            self._publish(ship, "rejected", body)
+            self._publish(ship, topics.REJECTED, body)
             self.client.ack(msg.mid, msg.qos)
             return
         if n.rejected:
@@ -202,10 +198,10 @@ class Bridge:
         }
         if n.batch_id is not None:
             body["batch_id"] = n.batch_id
-        self._publish(n.ship, "rejected", body)
+        self._publish(n.ship, topics.REJECTED, body)
 
     def _publish(self, ship: str, kind: str, body: dict[str, Any], qos: int = 1) -> None:
-        self.client.publish(f"fleet/ships/{ship}/{kind}", _dumps(body), qos=qos)
+        self.client.publish(topics.ship_topic(ship, kind), _dumps(body), qos=qos)
 
     def _confirm(self, ship: str, batch_id: str | None, readings: int, rejected: int) -> None:
         if batch_id is None:
@@ -215,7 +211,7 @@ class Bridge:
         if not readings:  # every reading refused: nothing was stored
             body.update(status="rejected", reason="bad_readings",
                         detail=f"all {rejected} readings refused (see the rejected topic)")
-        self._publish(ship, "ack", body)
+        self._publish(ship, topics.ACK, body)
 
     # -- batcher sink (writer thread) ----------------------------------------------------------
 
@@ -233,7 +229,7 @@ class Bridge:
             if self.cfg.bridge.publish_energy:
                 by_ship.setdefault(item.ship, []).extend(item.parts)
         for ship, parts in by_ship.items():
-            self.client.publish(f"fleet/ships/{ship}/energy", _energy(ship, parts), qos=0)
+            self.client.publish(topics.energy(ship), _energy(ship, parts), qos=0)
 
     def refused(self, item: Pending, detail: str) -> None:
         if item.generation == self.generation:
@@ -245,7 +241,7 @@ class Bridge:
                                 "detail": detail}
         if item.batch_id is not None:
             body["batch_id"] = item.batch_id
-            self._publish(item.ship, "ack", {"batch_id": item.batch_id, "status": "rejected",
+            self._publish(item.ship, topics.ACK, {"batch_id": item.batch_id, "status": "rejected",
                                              "readings": 0, "rejected": item.accepted,
                                              "reason": "storage_refused", "detail": detail})
-        self._publish(item.ship, "rejected", body)
+        self._publish(item.ship, topics.REJECTED, body)

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
+from fleet import paths, topics
 from fleet.errors import AccountError, FleetError
 from fleet.schema import SHIP_ID
 
@@ -91,17 +92,17 @@ def generate_password() -> str:
 def acl_rules(name: str, role: str) -> list[str]:
     """The ACL lines granted to the account ``name`` of ``role`` (after its ``user`` line)."""
     if role == "ship":
-        own = f"fleet/ships/{name}"
-        return [f"topic write {own}/readings", f"topic write {own}/status", f"topic read {own}/#"]
+        return [f"topic write {topics.readings(name)}", f"topic write {topics.status(name)}",
+                f"topic read {topics.ship_tree(name)}"]
     if role in {"operator", "query"}:
-        return ["topic read fleet/#"]
+        return [f"topic read {topics.EVERYTHING}"]
     if role == "bridge":
         return [
-            "topic read fleet/ships/+/readings",
-            "topic read fleet/ships/+/status",
-            "topic write fleet/ships/+/ack",
-            "topic write fleet/ships/+/rejected",
-            "topic write fleet/ships/+/energy",
+            f"topic read {topics.READINGS_FILTER}",
+            f"topic read {topics.STATUS_FILTER}",
+            f"topic write {topics.every_ship(topics.ACK)}",
+            f"topic write {topics.every_ship(topics.REJECTED)}",
+            f"topic write {topics.every_ship(topics.ENERGY)}",
         ]
     raise AccountError(f"unknown role {role!r}; expected one of {', '.join(ROLES)}")
 
@@ -137,7 +138,7 @@ class Accounts:
         self.acl_path = self.broker_dir / "acl"
         self.accounts_path = self.broker_dir / "accounts.json"
         self.pid_path = self.broker_dir / "mosquitto.pid"
-        self.secrets_dir = self.broker_dir / "secrets"
+        self.secrets_dir = self.broker_dir / paths.SECRETS
         self._lock_path = self.broker_dir / "accounts.lock"
 
     # --- public API ----------------------------------------------------------------------------

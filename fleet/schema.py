@@ -105,3 +105,9 @@ def window_query(database: str, retention_policy: str, ship: str | None,
         f"FROM {source(database, retention_policy)} WHERE {where} "
         f"GROUP BY time({every}) fill(none)"
     )
+
+
+def last_parts_query(database: str, retention_policy: str) -> str:
+    """InfluxQL for each ship's newest stored part: its start (``time``) and ``seconds``."""
+    return (f"SELECT last({quote_ident(FIELD_SECONDS)}) AS seconds "
+            f"FROM {source(database, retention_policy)} GROUP BY {quote_ident(TAG_SHIP)}")

@@ -1,10 +1,10 @@
 """InfluxDB through its v1 HTTP API (``/write``, ``/query``), synchronous, for the bridge.
 
-Write failures are sorted the way Telegraf's influxdb output does: 4xx (bad line protocol, field
-type conflict) is the data's fault and raises ``StoreRejectedError``; 413 raises
-``StoreTooLargeError`` so the caller splits the batch; 429, 5xx, 404 (database missing) and
-connection errors are the database's fault and raise ``StoreUnavailableError`` (retry later,
-honouring Retry-After).
+Answers are sorted by :func:`fleet.influxanswers.sort_answer`. Writes: 4xx (bad line protocol,
+field type conflict) is the data's fault and raises ``StoreRejectedError``; 413 raises
+``StoreTooLargeError`` so the caller splits the batch; 429, 5xx, 404 (database missing), 401/403
+and connection errors are the database's (or operator's) fault and raise
+``StoreUnavailableError`` (retry later, honouring Retry-After).
 """
 
 from __future__ import annotations
@@ -24,28 +24,10 @@ from fleet.errors import (
     StoreTooLargeError,
     StoreUnavailableError,
 )
+from fleet.influxanswers import Kind, sort_answer
 from fleet.schema import quote_ident
 
 log = logging.getLogger(__name__)
-
-
-def _retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None
-
-
-def _error_text(body: bytes) -> str:
-    try:
-        data = json.loads(body)
-    except ValueError:
-        return body.decode("utf-8", "replace")[:300]
-    if isinstance(data, dict) and "error" in data:
-        return str(data["error"])[:300]
-    return str(data)[:300]
 
 
 def _hours(duration: str) -> float:
@@ -101,11 +83,12 @@ class InfluxStore:
         """Run InfluxQL; returns the ``results`` list. Errors in a statement raise StoreError."""
         fields = {"q": q, "db": self.cfg.database, "epoch": "u"}
         resp = self._request("POST" if write else "GET", "/query", fields=fields)
-        if resp.status >= 500 or resp.status == 429:
-            raise StoreUnavailableError(f"InfluxDB /query answered {resp.status}: "
-                                        f"{_error_text(resp.data)}")
-        if resp.status != 200:
-            raise StoreError(f"InfluxDB /query answered {resp.status}: {_error_text(resp.data)}")
+        answer = sort_answer(resp.status, resp.data, resp.headers.get("Retry-After"), ok=(200,))
+        if answer.kind is Kind.UNAVAILABLE:
+            raise StoreUnavailableError(f"InfluxDB /query answered {resp.status}: {answer.error}",
+                                        retry_after=answer.retry_after)
+        if answer.kind is not Kind.OK:
+            raise StoreError(f"InfluxDB /query answered {resp.status}: {answer.error}")
         results: list[dict[str, Any]] = json.loads(resp.data).get("results", [])
         for r in results:
             if "error" in r:
@@ -139,14 +122,14 @@ class InfluxStore:
         path = (f"/write?db={self.cfg.database}&rp={rp}&precision=ns")
         resp = self._request("POST", path, body=body)
         status = resp.status
-        if status == 204:
+        answer = sort_answer(status, resp.data, resp.headers.get("Retry-After"), ok=(204,))
+        if answer.kind is Kind.OK:
             return
-        text = _error_text(resp.data)
-        if status == 413:
-            raise StoreTooLargeError(f"InfluxDB refused the batch as too large: {text}")
-        if status == 429 or status >= 500 or status == 404 or status in (401, 403):
+        if answer.kind is Kind.TOO_LARGE:
+            raise StoreTooLargeError(f"InfluxDB refused the batch as too large: {answer.error}")
+        if answer.kind in {Kind.UNAVAILABLE, Kind.CREDENTIALS} or status == 404:
             # 404 is a missing database, 401/403 a credentials problem: the operator fixes those,
             # the data is fine, so keep it (unacknowledged) and retry.
-            raise StoreUnavailableError(f"InfluxDB /write answered {status}: {text}",
-                                        retry_after=_retry_after(resp.headers.get("Retry-After")))
-        raise StoreRejectedError(f"InfluxDB refused the data ({status}): {text}")
+            raise StoreUnavailableError(f"InfluxDB /write answered {status}: {answer.error}",
+                                        retry_after=answer.retry_after)
+        raise StoreRejectedError(f"InfluxDB refused the data ({status}): {answer.error}")

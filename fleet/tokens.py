@@ -11,7 +11,6 @@ size changes (one ``stat`` per request), so ``fleetctl token revoke`` takes effe
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import fcntl
 import hashlib
@@ -24,23 +23,20 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from fleet import paths
 from fleet.accounts import _atomic_write
 from fleet.errors import AccountError, FleetError
 from fleet.schema import SHIP_ID
 
-if TYPE_CHECKING:
-    from fleet.cli import CommandTree
-
 TOKEN_PREFIX = "fleet_"  # noqa: S105 - a prefix, not a secret
-TOKENS_FILE = "tokens.json"
 DEV_TOKEN_NAME = "dev"  # noqa: S105 - a name, not a secret
 _MAX_TOKEN_CHARS = 200
 
 
 def tokens_path(data_dir: Path) -> Path:
-    return Path(data_dir) / TOKENS_FILE
+    return paths.tokens_file(data_dir)
 
 
 def _digest(salt: bytes, token: str) -> bytes:
@@ -206,7 +202,7 @@ def ensure_dev_token(data_dir: Path) -> str:
     """The development token of ``make run``: kept in ``dev.token`` (0600) and stored hashed as
     the token ``dev``; recreated when the file is missing or no longer matches."""
     store = TokenStore(tokens_path(data_dir))
-    secret_file = Path(data_dir) / "dev.token"
+    secret_file = paths.dev_token_file(data_dir)
     with contextlib.suppress(OSError):
         token = secret_file.read_text(encoding="utf-8").strip()
         if token and store.verify(token) == DEV_TOKEN_NAME:
@@ -214,54 +210,3 @@ def ensure_dev_token(data_dir: Path) -> str:
     token = store.create(DEV_TOKEN_NAME, replace=True)
     _atomic_write(secret_file, token + "\n")
     return token
-
-
-# --- fleetctl token ... ---------------------------------------------------------------------------
-
-
-def _store() -> TokenStore:
-    from fleet.config import load_config  # noqa: PLC0415 - only the CLI reads the configuration
-
-    return TokenStore(tokens_path(load_config().local.path))
-
-
-def _create(args: argparse.Namespace) -> int:
-    token = _store().create(args.name)
-    print(f"Token {args.name!r} created; send it as 'Authorization: Bearer <token>'. "
-          "Shown once (only its hash is kept):")
-    print(token)
-    return 0
-
-
-def _list(args: argparse.Namespace) -> int:
-    for info in _store().list():
-        print(f"{info.name}\t{info.created}")
-    return 0
-
-
-def _revoke(args: argparse.Namespace) -> int:
-    _store().revoke(args.name)
-    print(f"Token {args.name!r} revoked: refused from now on.")
-    return 0
-
-
-def register(tree: CommandTree) -> None:
-    """``fleetctl token create|list|revoke``."""
-    tree.group("token", "API tokens for the HTTP query service")
-    create = tree.command("token create", _create, "create a token; prints it on the last line")
-    create.add_argument("--name", required=True, help="1-64 characters of [A-Za-z0-9_-]")
-    tree.command("token list", _list, "list token names and creation times")
-    revoke = tree.command("token revoke", _revoke, "revoke a token by name")
-    revoke.add_argument("name")
-
-
-def dev_token_text(http_url: str, token: str, *, auth: str = "token") -> str:
-    """What ``make run`` prints about the read API's authentication."""
-    if auth == "none":
-        return (f"HTTP auth is off (http.auth = none): {http_url}/v1/... answers anyone.\n"
-                f"Dashboard: {http_url}/\n")
-    return (f"Development API token (stored hashed as {DEV_TOKEN_NAME!r}; kept in dev.token):\n"
-            f"  {token}\n"
-            f"  curl -H 'Authorization: Bearer {token}' {http_url}/v1/ships\n"
-            f"Dashboard: {http_url}/#token={token}\n"
-            "More tokens: .venv/bin/fleetctl token create --name NAME\n")

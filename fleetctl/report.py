@@ -20,7 +20,7 @@ from fleet.report import Report
 from fleet.timeutil import parse_datetime
 
 if TYPE_CHECKING:
-    from fleet.cli import CommandTree
+    from fleetctl.main import CommandTree
 
 FORMATS = ("csv", "xlsx", "json")
 

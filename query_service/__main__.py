@@ -3,21 +3,21 @@
 from __future__ import annotations
 
 import logging
-import sys
 
 from aiohttp import web
 from yarl import URL
 
 from fleet.config import load_config
 from fleet.errors import ConfigError
+from fleet.service import setup_logging
 from query_service.main import create_app
 
 log = logging.getLogger("query_service")
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Signals: aiohttp's run_app stops on SIGINT and SIGTERM itself.
+    setup_logging()
     try:
         config = load_config()
     except ConfigError as exc:

@@ -21,10 +21,12 @@ from yarl import URL
 
 from fleet.config import InfluxConfig
 from fleet.errors import StoreError, StoreUnavailableError
+from fleet.influxanswers import Kind, missing, sort_answer
 from fleet.schema import (
     FIELD_KWH,
     FIELD_SECONDS,
     TAG_SHIP,
+    last_parts_query,
     quote_ident,
     quote_string,
     source,
@@ -33,8 +35,6 @@ from fleet.schema import (
 
 # How long /ping may take before the health check calls InfluxDB unavailable.
 PING_TIMEOUT = 2.0
-
-_MISSING = ("database not found", "retention policy not found")
 
 Observer = Callable[[str, float], None]
 
@@ -309,10 +309,7 @@ class InfluxClient:
 
     async def last_parts(self) -> dict[str, tuple[int, float]]:
         """Each ship's most recent stored part: (start in epoch microseconds, seconds covered)."""
-        statement = (
-            f"SELECT last({quote_ident(FIELD_SECONDS)}) AS seconds FROM {self._source()} "
-            f"GROUP BY {quote_ident(TAG_SHIP)}"
-        )
+        statement = last_parts_query(self._database, self._retention_policy)
         out: dict[str, tuple[int, float]] = {}
         for series in await self._query_or_empty(statement, "last_parts"):
             t, s = _column(series, "time"), _column(series, "seconds")
@@ -349,30 +346,30 @@ def _column(series: Series, name: str) -> int:
 
 def _series(status: int, body: bytes, retry_after: str | None) -> list[Series]:
     """Translate one ``/query`` answer into its series or the matching exception."""
-    if status == 429 or status >= 500:
+    answer = sort_answer(status, body, retry_after, ok=(200,))
+    if answer.kind is Kind.UNAVAILABLE:
         raise StoreUnavailableError(f"InfluxDB answered HTTP {status}",
-                                    retry_after=_seconds(retry_after))
+                                    retry_after=answer.retry_after)
     try:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError:
         doc = None
     if not isinstance(doc, dict):
         raise StoreError(f"InfluxDB answered HTTP {status} without a JSON object")
-    message = doc.get("error") or doc.get("message")
-    if status in {401, 403}:
+    if answer.kind is Kind.CREDENTIALS:
         raise StoreError(f"InfluxDB refused the credentials (HTTP {status})")
-    if status != 200:
-        if isinstance(message, str) and message.startswith(_MISSING):
-            raise DatabaseMissingError(message)  # InfluxDB 2.x v1 compatibility answers 404
-        raise StoreError(f"InfluxDB answered HTTP {status}: {message}")
+    if answer.kind is Kind.MISSING:
+        raise DatabaseMissingError(answer.error)  # InfluxDB 2.x v1 compatibility answers 404
+    if answer.kind is not Kind.OK:
+        raise StoreError(f"InfluxDB answered HTTP {status}: {answer.error}")
     results = doc.get("results")
     if not isinstance(results, list) or not results or not isinstance(results[0], dict):
         raise StoreError("InfluxDB answered without results")
     first: dict[str, Any] = results[0]
     error = first.get("error")
     if error:
-        if isinstance(error, str) and error.startswith(_MISSING):
-            raise DatabaseMissingError(error)
+        if missing(error):
+            raise DatabaseMissingError(str(error))
         raise StoreError(f"InfluxDB refused the query: {error}")
     return [
         Series(
@@ -402,7 +399,7 @@ def _all_series(status: int, body: bytes, retry_after: str | None,
     for result in results:
         error = result.get("error") if isinstance(result, dict) else "not an object"
         if error:
-            if isinstance(error, str) and error.startswith(_MISSING):
+            if missing(error):
                 out.append([])
                 continue
             raise StoreError(f"InfluxDB refused the query: {error}")
@@ -411,12 +408,3 @@ def _all_series(status: int, body: bytes, retry_after: str | None,
                     for s in result.get("series") or ()])
     return out
 
-
-def _seconds(header: str | None) -> float | None:
-    if header is None:
-        return None
-    try:
-        value = float(header)
-    except ValueError:
-        return None
-    return value if value >= 0 else None

@@ -9,10 +9,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
-import ssl
 
 from fleet.errors import FleetError
-from query_service.mqtt5 import mqtt_string, packet
+from query_service.mqtt5 import close_connection, mqtt_string, open_connection, packet
 
 BROKER_TIMEOUT = 2.0
 _CONNACK = 0x20
@@ -34,9 +33,7 @@ async def probe_broker(host: str, port: int, *, tls_ca: str = "",
     """Send CONNECT and return the CONNACK's return code; BrokerUnavailableError when none comes."""
     try:
         async with asyncio.timeout(timeout):
-            context = ssl.create_default_context(cafile=tls_ca) if tls_ca else None
-            reader, writer = await asyncio.open_connection(
-                host, port, ssl=context, server_hostname=host if context else None)
+            reader, writer = await open_connection(host, port, tls_ca)
             try:
                 # 23 characters at most: the longest client id every MQTT 3.1.1 broker accepts.
                 writer.write(connect_packet("fleet-health-" + secrets.token_hex(4)))
@@ -50,9 +47,7 @@ async def probe_broker(host: str, port: int, *, tls_ca: str = "",
                         await writer.drain()
                 return head[3]
             finally:
-                writer.close()
-                with contextlib.suppress(OSError):
-                    await writer.wait_closed()
+                await close_connection(writer)
     except TimeoutError:
         raise BrokerUnavailableError(f"no CONNACK within {timeout:g} s") from None
     except asyncio.IncompleteReadError:

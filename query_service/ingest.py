@@ -16,6 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
+from fleet import topics
 from fleet.errors import PayloadError
 from fleet.normalize import process_payload
 from fleet.schema import SHIP_ID
@@ -59,7 +60,7 @@ async def post_data(request: web.Request) -> web.Response:
     else:
         invalid = None
     mqtt = config.mqtt
-    topic = f"fleet/ships/{ship}/readings"
+    topic = topics.readings(ship)
     if invalid is not None or (result is not None and not result.accepted):
         # Authenticate without publishing: the same CONNECT, an empty publish is not sent.
         try:

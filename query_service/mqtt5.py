@@ -65,6 +65,20 @@ def publish_packet(topic: str, payload: bytes, packet_id: int = 1) -> bytes:
     return packet(_PUBLISH | _QOS1, body)
 
 
+async def open_connection(host: str, port: int, tls_ca: str = "",
+                          ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A TCP connection to the broker, with TLS verified against ``tls_ca`` when it is set."""
+    context = ssl.create_default_context(cafile=tls_ca) if tls_ca else None
+    return await asyncio.open_connection(host, port, ssl=context,
+                                         server_hostname=host if context else None)
+
+
+async def close_connection(writer: asyncio.StreamWriter) -> None:
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+
+
 async def _read_packet(reader: asyncio.StreamReader) -> tuple[int, bytes]:
     head = (await reader.readexactly(1))[0]
     length, shift = 0, 0
@@ -89,9 +103,7 @@ async def publish_as(host: str, port: int, username: str, password: str, topic: 
     """
     try:
         async with asyncio.timeout(timeout):
-            context = ssl.create_default_context(cafile=tls_ca) if tls_ca else None
-            reader, writer = await asyncio.open_connection(
-                host, port, ssl=context, server_hostname=host if context else None)
+            reader, writer = await open_connection(host, port, tls_ca)
             try:
                 writer.write(connect_packet(username, password))
                 await writer.drain()
@@ -129,9 +141,7 @@ async def publish_as(host: str, port: int, username: str, password: str, topic: 
                 with contextlib.suppress(OSError):
                     await writer.drain()
             finally:
-                writer.close()
-                with contextlib.suppress(OSError):
-                    await writer.wait_closed()
+                await close_connection(writer)
     except TimeoutError:
         raise PublishError("unavailable", f"no answer from the broker within {timeout:g} s"
                            ) from None

@@ -2,5 +2,6 @@
 
 Modules: ``spool`` (SQLite store of unconfirmed readings), ``source`` (meter simulator, files,
 standard input), ``agent`` (MQTT, batching, acks, resends, drain), ``simulate`` (many agents in
-one process), ``fleetview`` (``fleetctl fleet status``), ``cli`` (the fleetctl commands).
+one process). Its fleetctl commands (``ship run``, ``ship status``, ``simulate``) are in
+:mod:`fleetctl`.
 """

@@ -34,14 +34,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from fleet import topics
 from fleet.config import Config
+from fleet.mqttclient import connect_async, new_client
+from fleet.presence import status_payload, will_payload
 from fleet.timeutil import format_datetime
-from fleet.tls import configure_client
 from ship.source import Source
 from ship.spool import Batch, Reading, Spool, SpoolDiskFullError
 
@@ -55,19 +57,8 @@ HEARTBEAT_S = 10.0
 MAX_BACKOFF_FACTOR = 8
 
 
-def topics(ship: str) -> tuple[str, str, str]:
-    """(readings, ack, status) topics of ``ship``."""
-    base = f"fleet/ships/{ship}"
-    return f"{base}/readings", f"{base}/ack", f"{base}/status"
-
-
 def _now_iso() -> str:
     return format_datetime(int(time.time()) * 1_000_000)
-
-
-def status_payload(state: str, **extra: Any) -> str:
-    """The retained presence message: ``{"status": "online", "time": "...Z"}``."""
-    return json.dumps({"status": state, "time": _now_iso(), **extra}, separators=(",", ":"))
 
 
 def batch_payload(batch: Batch) -> str:
@@ -105,7 +96,9 @@ class Agent:
         self.source = source
         self.live = live
         self.counters = AgentCounters()
-        self.readings_topic, self.ack_topic, self.status_topic = topics(ship)
+        self.readings_topic = topics.readings(ship)
+        self.ack_topic = topics.ack(ship)
+        self.status_topic = topics.status(ship)
         limit = min(cfg.ship.batch_size, cfg.ingest.max_readings_per_message,
                     max(1, cfg.ingest.max_payload_bytes // 128))  # ~80 bytes a reading, margin
         self.batch_limit = limit
@@ -122,13 +115,9 @@ class Agent:
         self._refused: str | None = None
         self._started = False
 
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=ship,
-                                  protocol=MQTTProtocolVersion.MQTTv5)
-        self.client.username_pw_set(ship, password)
-        configure_client(self.client, cfg)
-        self.client.will_set(self.status_topic, json.dumps({"status": "offline"}), qos=1,
-                             retain=True)
-        self.client.reconnect_delay_set(1, int(cfg.ship.reconnect_max_delay))
+        self.client = new_client(cfg, ship, username=ship, password=password,
+                                 reconnect_max_delay=int(cfg.ship.reconnect_max_delay))
+        self.client.will_set(self.status_topic, will_payload(), qos=1, retain=True)
         self.client.max_queued_messages_set(0)
         self.client.max_inflight_messages_set(max(20, 4 * cfg.ship.max_inflight))
         self.client.on_connect = self._on_connect
@@ -168,12 +157,8 @@ class Agent:
         self._connect()
 
     def _connect(self) -> None:
-        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        props.SessionExpiryInterval = self.cfg.ship.session_expiry
-        self.client.connect_async(self.cfg.mqtt.host, self.cfg.mqtt.client_port,
-                                  keepalive=self.cfg.mqtt.keepalive, clean_start=False,
-                                  properties=props)
-        self.client.loop_start()
+        connect_async(self.client, self.cfg, clean_start=False,
+                      session_expiry=self.cfg.ship.session_expiry)
 
     def link_down(self) -> None:
         """Drop the link as a failing radio would: the broker publishes the will (offline)."""
@@ -275,7 +260,7 @@ class Agent:
                                    now=now)
             if n and rejected:
                 log.warning("%s: batch %s stored, %s of its readings refused (see "
-                            "fleet/ships/%s/rejected)", self.ship, batch_id, rejected, self.ship)
+                            "%s)", self.ship, batch_id, rejected, topics.rejected(self.ship))
         elif status == "rejected":
             # The data's fault (a bad payload, storage refusing it): sending it again would be
             # refused again. Counted, logged, and removed so it does not block the backlog.

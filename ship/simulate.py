@@ -16,18 +16,18 @@ from __future__ import annotations
 import json
 import logging
 import random
-import signal
 import sys
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 from typing import TextIO
 
+from fleet import paths
 from fleet.accounts import Accounts
 from fleet.config import Config, load_config, parse_duration
 from fleet.errors import FleetError
+from fleet.service import setup_logging, stop_on_signals
 from fleet.timeutil import US, format_datetime
 from ship.agent import Agent
 from ship.source import SimulatedMeter
@@ -42,10 +42,6 @@ def ship_ids(prefix: str, n: int) -> list[str]:
     return [f"{prefix}-{i}" for i in range(1, n + 1)]
 
 
-def sim_dir(cfg: Config) -> Path:
-    return cfg.local.path / "simulate"
-
-
 def provision(cfg: Config, ids: list[str], accounts: Accounts | None = None) -> dict[str, str]:
     """Make sure every simulated ship has an account; return id -> password.
 
@@ -53,8 +49,8 @@ def provision(cfg: Config, ids: list[str], accounts: Accounts | None = None) -> 
     them; an account whose password was lost gets a new one. The broker is reloaded when an
     account changed.
     """
-    accounts = accounts or Accounts(cfg.local.path / "mosquitto")
-    path = sim_dir(cfg) / "credentials.json"
+    accounts = accounts or Accounts(paths.broker_dir(cfg.local.path))
+    path = paths.simulate_credentials(cfg.local.path)
     try:
         known: dict[str, str] = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -97,14 +93,14 @@ class FleetSimulator:
         self.cfg = cfg
         self.outage_rate = outage_rate
         self.rng = random.Random(seed)  # noqa: S311 - simulation
-        spool_dir = spool_dir or sim_dir(cfg) / "spools"
+        spool_dir = spool_dir or paths.simulate_spools_dir(cfg.local.path)
         self.agents: list[Agent] = []
         self.meters: list[SimulatedMeter] = []
         self.outages: list[_Outage] = []
         self.started = time.monotonic()
         try:
             for ship, password in sorted(creds.items()):
-                spool = Spool(spool_dir / f"{ship}.spool", ship,
+                spool = Spool(paths.spool_file(spool_dir, ship), ship,
                               max_readings=cfg.ship.spool_max_readings)
                 resume = spool.get_meta("sim_next_us")
                 origin = spool.get_meta("sim_origin_us")
@@ -198,8 +194,7 @@ def main() -> int:
     The accounts are provisioned by the launcher (:func:`provision`); their passwords are read
     from ``<data_dir>/simulate/credentials.json``.
     """
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging()
     try:
         cfg = load_config()
         sc = cfg.simulate
@@ -211,13 +206,7 @@ def main() -> int:
     except FleetError as exc:
         print(f"simulate: {exc}", file=sys.stderr)
         return 2
-    stop = threading.Event()
-
-    def on_signal(_signum: int, _frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    stop = stop_on_signals()
     log.info("simulating %d ships (%s) every %s", len(ids), ", ".join(ids), sc.interval)
     return sim.run(stop, out=sys.stdout, every=30.0)
 

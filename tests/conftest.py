@@ -1,5 +1,5 @@
 """Shared fixtures: a real Mosquitto and a real influxd on free loopback ports, configured by the
-project's own launcher code (``fleet.local``), plus the bridge and query service as processes.
+project's own launcher code (``launcher.servers``), plus the bridge and query service as processes.
 
 Where the binaries are missing and a Docker engine answers, testcontainers provides the servers
 instead (see ``_docker_servers``); on these machines the binaries are installed by ``make test``.
@@ -28,7 +28,8 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from fleet.accounts import Accounts
 from fleet.config import Config, load_config
-from fleet.local import (
+from fleet.tokens import TokenStore, tokens_path
+from launcher.servers import (
     Service,
     bridge_service,
     broker_dir,
@@ -38,7 +39,6 @@ from fleet.local import (
     mosquitto_service,
     query_service,
 )
-from fleet.tokens import TokenStore, tokens_path
 from tests.containers import docker_available, start_containers
 
 

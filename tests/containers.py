@@ -16,7 +16,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from fleet.local import MOSQUITTO_POLICY_DIR
+from launcher.servers import MOSQUITTO_POLICY_DIR
 
 
 def docker_available() -> bool:
@@ -32,7 +32,7 @@ def docker_available() -> bool:
 
 
 class ContainerService:
-    """The subset of ``fleet.local.Service`` the tests use, backed by one container."""
+    """The subset of ``launcher.servers.Service`` the tests use, backed by one container."""
 
     def __init__(self, name: str, container: Any, port: int) -> None:
         self.name = name

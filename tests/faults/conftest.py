@@ -31,8 +31,8 @@ import pytest
 
 from bench.load import LoadResult, Publisher
 from fleet.errors import PayloadError
-from fleet.local import Service, free_port
 from fleet.normalize import process_payload, windows
+from launcher.servers import Service, free_port
 from tests.conftest import MqttSession, Stack, eventually, start_stack
 
 BASE = 1_535_068_800  # 2018-08-24T00:00:00Z

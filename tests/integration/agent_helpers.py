@@ -6,14 +6,14 @@ import json
 import sys
 from pathlib import Path
 
-from fleet.local import Service, free_port
 from fleet.normalize import normalize, windows
 from fleet.timeutil import US, format_datetime
+from launcher.servers import Service, free_port
 from ship.source import LoadProfile
 from ship.spool import SpoolError, open_readonly
 from tests.conftest import Stack
 
-FLEETCTL = [sys.executable, "-m", "fleet.cli"]
+FLEETCTL = [sys.executable, "-m", "fleetctl"]
 
 
 def agent(stack: Stack, ship: str, password: str, spool: Path, *args: str, name: str = "agent",

@@ -15,8 +15,8 @@ import pytest
 
 from fleet.accounts import Accounts
 from fleet.config import load_config
-from fleet.local import broker_dir, free_port, mosquitto_service
 from fleet.tls import client_cert, init
+from launcher.servers import broker_dir, free_port, mosquitto_service
 from query_service.health import probe_broker
 from ship.spool import open_readonly
 from tests.conftest import MqttSession, Stack, eventually, unique_ship

@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from fleet.local import free_port
+from launcher.servers import free_port
 from tests.conftest import Stack, unique_ship
 from tests.integration.api_helpers import get
 
@@ -33,7 +33,7 @@ READS = [
 
 
 def fleetctl(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "fleet.cli", *args], env=stack.env_with(),
+    return subprocess.run([sys.executable, "-m", "fleetctl", *args], env=stack.env_with(),
                           capture_output=True, text=True, timeout=30, check=False)
 
 

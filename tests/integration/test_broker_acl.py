@@ -28,7 +28,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
-from fleet import cli
+import fleetctl.main as cli
 from fleet.accounts import Accounts
 
 pytestmark = pytest.mark.integration

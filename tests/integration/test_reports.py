@@ -193,7 +193,7 @@ def test_fleetctl_report_writes_the_same_table(stack: Stack, fleet: dict[str, li
     out = tmp_path / "report.xlsx"
     ships = list(fleet)
     done = subprocess.run(
-        [sys.executable, "-m", "fleet.cli", "report", "--start", START, "--end", END,
+        [sys.executable, "-m", "fleetctl", "report", "--start", START, "--end", END,
          "--tz", "Europe/Oslo", "--ship", ships[0], "--ship", ships[1], "-o", str(out)],
         env=stack.env_with(), capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr
@@ -205,13 +205,13 @@ def test_fleetctl_report_writes_the_same_table(stack: Stack, fleet: dict[str, li
         assert row[1:5] == pytest.approx(expected(fleet[row[0]]))
     _s, _h, body = raw(stack, _params(fleet, format="csv"))
     done = subprocess.run(
-        [sys.executable, "-m", "fleet.cli", "report", "--start", START, "--end", END,
+        [sys.executable, "-m", "fleetctl", "report", "--start", START, "--end", END,
          "--tz", "Europe/Oslo", "--ship", ",".join(ships), "-o", "-", "--format", "csv"],
         env=stack.env_with(), capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr
     assert done.stdout == body.decode()
     bad = subprocess.run(
-        [sys.executable, "-m", "fleet.cli", "report", "--start", START, "--end", END,
+        [sys.executable, "-m", "fleetctl", "report", "--start", START, "--end", END,
          "--tz", "Nowhere/Land", "-o", str(tmp_path / "x.csv")],
         env=stack.env_with(), capture_output=True, text=True, timeout=60, check=False)
     assert bad.returncode == 2 and "tz" in bad.stderr

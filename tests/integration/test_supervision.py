@@ -1,6 +1,6 @@
 """``make run``'s supervisor: a dead service is restarted (exit status logged); SIGTERM stops all.
 
-Runs ``python -m fleet.run`` itself as a subprocess on free ports with a private data directory.
+Runs ``python -m launcher`` itself as a subprocess on free ports with a private data directory.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from fleet.local import REPO_ROOT, isolated_overrides
+from launcher.servers import REPO_ROOT, isolated_overrides
 from tests.conftest import eventually
 
 pytestmark = pytest.mark.integration
@@ -62,7 +62,7 @@ class Launcher:
             "FLEET_SIMULATE_SHIPS": "0",
             "PYTHONUNBUFFERED": "1",
         }
-        self.proc = subprocess.Popen([sys.executable, "-m", "fleet.run"], cwd=REPO_ROOT, env=env,
+        self.proc = subprocess.Popen([sys.executable, "-m", "launcher"], cwd=REPO_ROOT, env=env,
                                      stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, start_new_session=True)
         self.lines: list[str] = []

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from fleet import cli
+import fleetctl.main as cli
 from fleet.accounts import (
     HASH_ITERATIONS,
     Accounts,

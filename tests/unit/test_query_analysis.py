@@ -10,7 +10,6 @@ from fleet.errors import AccountError
 from fleet.tokens import TokenStore, TokenVerifier, ensure_dev_token
 from query_service.analysis import anomalies, gaps, robust_scale
 from query_service.db import WindowRow
-from query_service.presence import Presence, parse_status
 
 Q = 900 * 1_000_000
 
@@ -42,19 +41,6 @@ def test_anomaly_rule_flags_outliers_not_partials() -> None:
     assert [(a.start_us // Q, round(a.median, 2)) for a in found] == [(20, 1.0)]
     assert found[0].score > 3.5
     assert anomalies(rows(values[:7]), 0, 7 * Q, Q, 900.0, 96, 3.5) == []  # < 8 of history
-
-
-@pytest.mark.parametrize(("payload", "expected"), [
-    (b"online", Presence("online", None)),
-    (b'{"status": "offline"}', Presence("offline", None)),
-    (b'{"status":"online","time":"2031-03-01T06:00:00+00:00"}',
-     Presence("online", "2031-03-01T06:00:00Z")),
-    (b'{"state": "ONLINE", "ts": 0}', Presence("online", "1970-01-01T00:00:00Z")),
-    (b'{"status": "sleeping"}', None),
-    (b"[1]", None),
-])
-def test_status_payloads(payload: bytes, expected: Presence | None) -> None:
-    assert parse_status(payload) == expected
 
 
 def test_tokens_hashed_revocable_and_reloaded(tmp_path: Path) -> None:

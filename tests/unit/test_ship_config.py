@@ -8,7 +8,7 @@ import pytest
 
 from fleet.config import load_config
 from fleet.errors import ConfigError
-from fleet.local import render_mosquitto_conf
+from launcher.servers import render_mosquitto_conf
 
 
 @pytest.mark.parametrize(("env", "message"), [

@@ -13,13 +13,15 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
-from types import FrameType
 
+from fleet import paths, topics
 from fleet.accounts import Accounts
 from fleet.config import Config, load_config
 from fleet.errors import FleetError
-from fleet.local import (
+from fleet.service import setup_logging, stop_on_signals
+from fleet.tls import server_files
+from fleet.tokens import DEV_TOKEN_NAME, ensure_dev_token
+from launcher.servers import (
     Service,
     bridge_service,
     broker_dir,
@@ -30,12 +32,10 @@ from fleet.local import (
     python_service,
     query_service,
 )
-from fleet.tls import server_files
-from fleet.tokens import dev_token_text, ensure_dev_token
 from ship.simulate import provision as provision_simulated
 from ship.simulate import ship_ids as simulated_ids
 
-log = logging.getLogger("fleet.run")
+log = logging.getLogger("launcher")
 
 
 @dataclass
@@ -50,7 +50,7 @@ class Supervised:
 def _demo_ship(cfg: Config, accounts: Accounts) -> tuple[str, str]:
     """The demo ship's id and password (created on first run, kept under data_dir)."""
     ship = cfg.local.demo_ship
-    secret = cfg.local.path / "demo-ship.password"
+    secret = paths.demo_ship_password(cfg.local.path)
     if ship in accounts.list_ships() and secret.is_file():
         return ship, secret.read_text(encoding="utf-8").strip()
     if ship in accounts.list_ships():
@@ -88,19 +88,31 @@ def banner(cfg: Config, ship: str, password: str, metrics_port: int, token: str 
     tls_line = (f"\n  MQTT over TLS   mqtts://localhost:{cfg.mqtt.tls_port} (CA {tls[0]})"
                 if tls else "")
     return f"""
-Fleet telemetry is running (data in {cfg.local.path}; logs in {cfg.local.path / 'logs'}).
+Fleet telemetry is running (data in {cfg.local.path}; logs in {paths.logs_dir(cfg.local.path)}).
   MQTT broker     mqtt://{cfg.mqtt.host}:{cfg.mqtt.port}{tls_line}
   InfluxDB        {cfg.influxdb.url}  (database {cfg.influxdb.database})
   Query service   {http}/data  {http}/v1/ships/{{id}}/energy  {http}/healthz
   Bridge metrics  http://{cfg.http.host}:{metrics_port}/metrics
 Demo ship: id {ship}, password {password}
   mosquitto_pub -h {cfg.mqtt.host} -p {cfg.mqtt.port} -u {ship} -P '{password}' -q 1 \\
-    -t fleet/ships/{ship}/readings \\
+    -t {topics.readings(ship)} \\
     -m '{{"units": "kWh", "data": [{{"datetime": "2018-08-24T00:00:00Z", "value": 12}}, \
 {{"datetime": "2018-08-24T01:00:00Z", "value": 26}}, {{"datetime": "2018-08-24T02:00:00Z", "value": 18}}]}}'
   curl {auth}'{http}/data?spaceship_id={ship}&start=2018-08-24T00:00:00Z&end=2018-08-25T00:00:00Z'
 Add ships with: .venv/bin/fleetctl ship add <id>     Press Ctrl-C to stop everything.
 """
+
+
+def dev_token_text(http_url: str, token: str, *, auth: str = "token") -> str:
+    """What ``make run`` prints about the read API's authentication."""
+    if auth == "none":
+        return (f"HTTP auth is off (http.auth = none): {http_url}/v1/... answers anyone.\n"
+                f"Dashboard: {http_url}/\n")
+    return (f"Development API token (stored hashed as {DEV_TOKEN_NAME!r}; kept in dev.token):\n"
+            f"  {token}\n"
+            f"  curl -H 'Authorization: Bearer {token}' {http_url}/v1/ships\n"
+            f"Dashboard: {http_url}/#token={token}\n"
+            "More tokens: .venv/bin/fleetctl token create --name NAME\n")
 
 
 def describe_exit(status: int | None) -> str:
@@ -170,18 +182,17 @@ def simulate_banner(cfg: Config, ships: list[str]) -> str:
         return "Simulated fleet: off ([simulate] ships = 0)."
     http = f"http://{cfg.http.host}:{cfg.http.port}"
     return (f"Simulated fleet: {', '.join(ships)} (a reading every {cfg.simulate.interval}; "
-            f"log in {cfg.local.path / 'logs' / 'simulate.log'})\n"
+            f"log in {paths.log_file(cfg.local.path, 'simulate')})\n"
             f"  {http}/v1/ships/{ships[0]}/energy?start=...&end=...\n"
             f"  .venv/bin/fleetctl fleet status     "
             f".venv/bin/fleetctl ship status --spool "
-            f"{cfg.local.path / 'simulate' / 'spools' / (ships[0] + '.spool')}\n"
+            f"{paths.spool_file(paths.simulate_spools_dir(cfg.local.path), ships[0])}\n"
             "  Watch: .venv/bin/fleetctl operator add me, then mosquitto_sub -h "
-            f"{cfg.mqtt.host} -p {cfg.mqtt.port} -u me -P PASSWORD -t 'fleet/#' -v")
+            f"{cfg.mqtt.host} -p {cfg.mqtt.port} -u me -P PASSWORD -t '{topics.EVERYTHING}' -v")
 
 
 def main() -> int:
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging()
     try:
         cfg = load_config()
         _check_ports(cfg)
@@ -189,14 +200,7 @@ def main() -> int:
         print(f"make run: {exc}", file=sys.stderr)
         return 2
 
-    stop = threading.Event()
-
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        log.info("received %s; stopping everything", signal.Signals(signum).name)
-        stop.set()
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+    stop = stop_on_signals(log, "stopping everything")
 
     cfg.local.path.mkdir(parents=True, exist_ok=True)
     accounts = Accounts(broker_dir(cfg))
@@ -237,7 +241,7 @@ def main() -> int:
         print(dev_token_text(f"http://{cfg.http.host}:{cfg.http.port}", dev_token,
                              auth=cfg.http.auth), flush=True)
         print(simulate_banner(cfg, sim_ships), flush=True)
-        Path(cfg.local.path / "run").mkdir(exist_ok=True)
+        paths.run_dir(cfg.local.path).mkdir(exist_ok=True)
         supervise(started, stop)
     except FleetError as exc:
         log.error("%s", exc)

@@ -1,31 +1,35 @@
 """``fleetctl fleet status``: every ship with its presence, newest data and newest stored window.
 
 Presence comes from the retained ``fleet/ships/<id>/status`` messages (read with a service or
-operator account for a moment), data from InfluxDB (the newest stored part per ship, and the sum
-of its 15-minute window).
+operator account for a moment, parsed by :func:`fleet.presence.parse_status` as ``GET /v1/ships``
+does), data from InfluxDB (the newest stored part per ship, and the sum of its 15-minute window).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import sys
 import threading
 import time
 import uuid
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
+from fleet import paths, topics
 from fleet.accounts import Accounts
-from fleet.config import Config
+from fleet.config import Config, load_config
 from fleet.errors import FleetError, StoreError
-from fleet.schema import FIELD_KWH, FIELD_SECONDS, SHIP_ID, TAG_SHIP, quote_ident, quote_string
-from fleet.schema import source as measurement
+from fleet.mqttclient import connect, new_client
+from fleet.presence import parse_status
+from fleet.schema import TAG_SHIP, last_parts_query, window_query
 from fleet.store import InfluxStore
 from fleet.timeutil import US, WINDOW_US, format_datetime
-from fleet.tls import configure_client
+
+if TYPE_CHECKING:
+    from fleetctl.main import CommandTree
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +48,7 @@ def credentials(cfg: Config, username: str | None, password: str | None) -> tupl
     bridge's (passwords from the config or from ``<data_dir>/mosquitto/secrets``)."""
     if username and password:
         return username, password
-    secrets_dir = cfg.local.path / "mosquitto" / "secrets"
+    secrets_dir = paths.secrets_dir(cfg.local.path)
     candidates = [(username or cfg.http.mqtt_username, password or cfg.http.mqtt_password),
                   (cfg.mqtt.username, cfg.mqtt.password)]
     for name, given in candidates:
@@ -52,10 +56,7 @@ def credentials(cfg: Config, username: str | None, password: str | None) -> tupl
             continue
         if given:
             return name, given
-        try:
-            secret = (secrets_dir / name).read_text(encoding="utf-8").strip()
-        except OSError:
-            continue
+        secret = paths.read_secret(cfg.local.path, name)
         if secret:
             return name, secret
     raise FleetError("no broker account to read presence with: give --username and --password "
@@ -74,41 +75,27 @@ def read_presence(cfg: Config, username: str, password: str,
     def on_connect(client: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
         connected.append(reason)
         if not reason.is_failure:
-            client.subscribe("fleet/ships/+/status", qos=1)
+            client.subscribe(topics.STATUS_FILTER, qos=1)
 
     def on_subscribe(*_args: Any) -> None:
         last[0] = time.monotonic()
         subscribed.set()
 
     def on_message(_c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
-        parts = msg.topic.split("/")
         last[0] = time.monotonic()
-        if len(parts) != 4 or not SHIP_ID.fullmatch(parts[2]) or not msg.payload:
+        topic = topics.parse_ship_topic(msg.topic)
+        if topic is None or not msg.payload:
             return
-        state, since = "unknown", None
-        try:
-            doc = json.loads(msg.payload)
-        except ValueError:
-            doc = msg.payload.decode("utf-8", "replace").strip()
-        if isinstance(doc, dict):
-            state, since = str(doc.get("status", "unknown")), doc.get("time")
-        elif isinstance(doc, str):
-            state = doc
-        found[parts[2]] = (state, since if isinstance(since, str) else None)
+        presence = parse_status(bytes(msg.payload))
+        if presence is not None:  # an unreadable status is ignored, as by GET /v1/ships
+            found[topic.ship] = (presence.state, presence.since)
 
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"fleetctl-{uuid.uuid4().hex[:8]}",
-                         protocol=MQTTProtocolVersion.MQTTv5)
-    client.username_pw_set(username, password)
-    configure_client(client, cfg)
+    client = new_client(cfg, f"fleetctl-{uuid.uuid4().hex[:8]}", username=username,
+                        password=password)
     client.on_connect = on_connect
     client.on_subscribe = on_subscribe
     client.on_message = on_message
-    try:
-        client.connect(cfg.mqtt.host, cfg.mqtt.client_port, keepalive=30)
-    except OSError as exc:
-        raise FleetError(f"cannot reach the broker at {cfg.mqtt.host}:{cfg.mqtt.client_port}: "
-                         f"{exc}") from exc
-    client.loop_start()
+    connect(client, cfg)
     try:
         deadline = time.monotonic() + timeout
         while not subscribed.is_set() and time.monotonic() < deadline:
@@ -129,19 +116,15 @@ def read_presence(cfg: Config, username: str, password: str,
 def stored_data(cfg: Config) -> dict[str, tuple[int, float, int, float, float]]:
     """ship -> (newest part start, its seconds, its window start, window kWh, window coverage)."""
     store = InfluxStore(cfg.influxdb)
-    src = measurement(cfg.influxdb.database, cfg.influxdb.retention_policy)
+    db, rp = cfg.influxdb.database, cfg.influxdb.retention_policy
     try:
-        res = store.query(f"SELECT last({quote_ident(FIELD_SECONDS)}) FROM {src} "
-                          f"GROUP BY {quote_ident(TAG_SHIP)}")
+        res = store.query(last_parts_query(db, rp))
         out: dict[str, tuple[int, float, int, float, float]] = {}
         for series in res[0].get("series", []):
             ship = series["tags"][TAG_SHIP]
             start_us, seconds = series["values"][0]
             window = int(start_us) - int(start_us) % WINDOW_US
-            w = store.query(
-                f"SELECT sum({quote_ident(FIELD_KWH)}), sum({quote_ident(FIELD_SECONDS)}) "
-                f"FROM {src} WHERE {quote_ident(TAG_SHIP)} = {quote_string(ship)} "
-                f"AND time >= {window}u AND time < {window + WINDOW_US}u")
+            w = store.query(window_query(db, rp, ship, window, window + WINDOW_US, "15m"))
             _, kwh, covered = w[0]["series"][0]["values"][0]
             out[ship] = (int(start_us), float(seconds), window, float(kwh), float(covered) / 900)
         return out
@@ -165,10 +148,10 @@ def fleet_status(cfg: Config, username: str | None = None,
     except StoreError as exc:
         problems.append(f"stored data unavailable: {exc}")
     ships = set(presence) | set(data)
-    accounts_dir = cfg.local.path / "mosquitto"
-    if (accounts_dir / "accounts.json").is_file():
+    accounts = Accounts(paths.broker_dir(cfg.local.path))
+    if accounts.accounts_path.is_file():
         try:
-            ships |= set(Accounts(Path(accounts_dir)).list_ships())
+            ships |= set(accounts.list_ships())
         except FleetError as exc:
             problems.append(str(exc))
     return [_view(ship, presence.get(ship, ("unknown", None)), data.get(ship))
@@ -192,3 +175,26 @@ def render(views: list[ShipView]) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
                      for r in rows)
+
+
+def _fleet_status(args: argparse.Namespace) -> int:
+    cfg = load_config()
+    views, problems = fleet_status(cfg, args.username, args.password)
+    if args.json:
+        print(json.dumps({"ships": [asdict(v) for v in views], "problems": problems}, indent=2))
+    else:
+        print(render(views))
+        for p in problems:
+            print(f"note: {p}", file=sys.stderr)
+    return 0
+
+
+def register(tree: CommandTree) -> None:
+    """``fleet status``."""
+    tree.group("fleet", "the whole fleet at a glance")
+    fs = tree.command("fleet status", _fleet_status,
+                      "every ship: presence, newest stored data and window")
+    fs.add_argument("--username", help=f"a broker account reading {topics.EVERYTHING} (default: the query "
+                                       "service's or the bridge's, from the data directory)")
+    fs.add_argument("--password")
+    fs.add_argument("--json", action="store_true")

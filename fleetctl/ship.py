@@ -1,5 +1,4 @@
-"""fleetctl commands of the ship agent: ``ship run``, ``ship status``, ``fleet status``,
-``simulate``."""
+"""fleetctl commands of the ship agent (:mod:`ship.agent`): ``ship run`` and ``ship status``."""
 
 from __future__ import annotations
 
@@ -7,27 +6,22 @@ import argparse
 import json
 import logging
 import os
-import signal
-import sys
-import threading
 import time
-from dataclasses import asdict
 from pathlib import Path
-from types import FrameType
 from typing import TYPE_CHECKING, Any
 
+from fleet import paths
 from fleet.config import Config, load_config
 from fleet.errors import ConfigError
 from fleet.schema import SHIP_ID
+from fleet.service import setup_logging, stop_on_signals
 from fleet.timeutil import format_datetime, parse_datetime
 from ship.agent import HEARTBEAT_S, Agent
-from ship.fleetview import fleet_status, render
-from ship.simulate import FleetSimulator, provision, ship_ids
 from ship.source import LineError, LineSource, SimulatedMeter, Source, duration
 from ship.spool import Spool, open_readonly
 
 if TYPE_CHECKING:
-    from fleet.cli import CommandTree
+    from fleetctl.main import CommandTree
 
 log = logging.getLogger("ship")
 
@@ -35,31 +29,16 @@ UNITS = ("kW", "kWh", "W", "Wh", "MW", "MWh")
 
 
 def default_spool(cfg: Config, ship: str) -> Path:
-    base = Path(cfg.ship.spool_dir).expanduser() if cfg.ship.spool_dir else cfg.local.path / "ships"
-    return base / f"{ship}.spool"
+    base = (Path(cfg.ship.spool_dir).expanduser() if cfg.ship.spool_dir
+            else paths.ship_spools_dir(cfg.local.path))
+    return paths.spool_file(base, ship)
 
 
-def _duration_arg(text: str) -> float:
+def duration_arg(text: str) -> float:
     try:
         return duration(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _stop_on_signals() -> threading.Event:
-    stop = threading.Event()
-
-    def on_signal(_signum: int, _frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    return stop
-
-
-def _logging() -> None:
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
 # --- ship run -------------------------------------------------------------------------------------
@@ -102,7 +81,7 @@ def _source(args: argparse.Namespace, spool: Spool, interval_s: float) -> tuple[
 
 
 def _run(args: argparse.Namespace) -> int:
-    _logging()
+    setup_logging()
     cfg = load_config()
     if not SHIP_ID.fullmatch(args.ship_id):
         raise ConfigError(f"bad ship id {args.ship_id!r}: 1-64 characters of [A-Za-z0-9_-]")
@@ -122,7 +101,7 @@ def _run(args: argparse.Namespace) -> int:
                  args.ship_id, args.source, spool_path, spool.depth, cfg.mqtt.host,
                  cfg.mqtt.client_port, " (TLS)" if cfg.mqtt.tls_ca else "")
         try:
-            return agent.run(_stop_on_signals())
+            return agent.run(stop_on_signals())
         finally:
             source.close()
     finally:
@@ -196,53 +175,8 @@ def _status(args: argparse.Namespace) -> int:
     return 0
 
 
-# --- fleet status -----------------------------------------------------------------------------------
-
-
-def _fleet_status(args: argparse.Namespace) -> int:
-    cfg = load_config()
-    views, problems = fleet_status(cfg, args.username, args.password)
-    if args.json:
-        print(json.dumps({"ships": [asdict(v) for v in views], "problems": problems}, indent=2))
-    else:
-        print(render(views))
-        for p in problems:
-            print(f"note: {p}", file=sys.stderr)
-    return 0
-
-
-# --- simulate -----------------------------------------------------------------------------------------
-
-
-def _simulate(args: argparse.Namespace) -> int:
-    _logging()
-    cfg = load_config()
-    sc = cfg.simulate
-    n = sc.ships if args.ships is None else args.ships
-    if n < 1:
-        raise ConfigError("--ships must be at least 1")
-    interval_s = args.interval or duration(sc.interval)
-    speed = sc.speed if args.speed is None else args.speed
-    if speed < 1:
-        raise ConfigError("--speed must be at least 1")
-    backfill = args.backfill
-    if backfill is None:
-        # Accelerated with a duration: that much history, ending about now.
-        backfill = args.duration if (speed > 1 and args.duration) else 0.0
-    creds = provision(cfg, ship_ids(args.prefix or sc.prefix, n))
-    sim = FleetSimulator(cfg, creds, interval_s=interval_s, speed=speed, duration_s=args.duration,
-                         backfill_s=backfill,
-                         outage_rate=sc.outage_rate if args.outage_rate is None
-                         else args.outage_rate,
-                         spool_dir=Path(args.spool_dir) if args.spool_dir else None,
-                         seed=args.seed)
-    if args.quiet:
-        logging.getLogger().setLevel(logging.WARNING)
-    return sim.run(_stop_on_signals(), out=sys.stdout)
-
-
 def register(tree: CommandTree) -> None:
-    """``ship run``, ``ship status``, ``fleet status`` and ``simulate``."""
+    """``ship run`` and ``ship status``."""
     run = tree.command("ship run", _run, "run the ship agent: spool readings, publish them, "
                        "keep them until the bridge confirms they are stored")
     run.add_argument("ship_id", help="the ship's id (its MQTT username)")
@@ -254,15 +188,15 @@ def register(tree: CommandTree) -> None:
                           '{"datetime": ..., "value": ...} or CSV (datetime,value), or - for '
                           "standard input")
     run.add_argument("--units", default="kW", choices=UNITS, help="units of the values")
-    run.add_argument("--interval", type=_duration_arg, default=300.0,
+    run.add_argument("--interval", type=duration_arg, default=300.0,
                      help="interval of each reading (PT5M, 5m, 300): declared in every message")
     run.add_argument("--spool", help="spool file (default: <[ship] spool_dir>/<id>.spool)")
     run.add_argument("--speed", type=float, default=1.0,
                      help="simulate: the clock runs this many times faster (backfilling history)")
     run.add_argument("--start", help="simulate: first reading's time (ISO 8601, UTC)")
-    run.add_argument("--backfill", type=_duration_arg,
+    run.add_argument("--backfill", type=duration_arg,
                      help="simulate: also measure this much history before the start")
-    run.add_argument("--duration", type=_duration_arg,
+    run.add_argument("--duration", type=duration_arg,
                      help="simulate: stop measuring after this much simulated time, then exit "
                           "once everything is confirmed")
 
@@ -271,28 +205,3 @@ def register(tree: CommandTree) -> None:
     status.add_argument("ship_id", nargs="?", help="read the default spool of this ship")
     status.add_argument("--spool", help="the spool file")
     status.add_argument("--json", action="store_true")
-
-    tree.group("fleet", "the whole fleet at a glance")
-    fs = tree.command("fleet status", _fleet_status,
-                      "every ship: presence, newest stored data and window")
-    fs.add_argument("--username", help="a broker account reading fleet/# (default: the query "
-                                       "service's or the bridge's, from the data directory)")
-    fs.add_argument("--password")
-    fs.add_argument("--json", action="store_true")
-
-    sim = tree.command("simulate", _simulate,
-                       "run N simulated ship agents with random link outages")
-    sim.add_argument("--ships", type=int, help="how many ships (default: [simulate] ships)")
-    sim.add_argument("--prefix", help="ship ids are <prefix>-1 .. <prefix>-N")
-    sim.add_argument("--interval", type=_duration_arg, help="between readings (5m, PT5M, 300)")
-    sim.add_argument("--speed", type=float, help="simulated time runs this many times faster")
-    sim.add_argument("--duration", type=_duration_arg,
-                     help="simulated time to produce; then exit once all is confirmed "
-                          "(default: run until Ctrl-C). With --speed > 1, the history ending "
-                          "now")
-    sim.add_argument("--backfill", type=_duration_arg, help="history before now, at the start")
-    sim.add_argument("--outage-rate", type=float,
-                     help="link outages per ship per simulated hour (15 min long on average)")
-    sim.add_argument("--spool-dir", help="spools (default: <data_dir>/simulate/spools)")
-    sim.add_argument("--seed", type=int, help="random seed for the outages")
-    sim.add_argument("--quiet", action="store_true", help="progress only, no agent logs")
