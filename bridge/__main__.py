@@ -11,6 +11,7 @@ from prometheus_client import start_http_server
 from bridge.batcher import Batcher
 from bridge.metrics import BridgeMetrics
 from bridge.mqtt import Bridge
+from bridge.rollup import Rollup
 from fleet.config import Config, load_config
 from fleet.errors import FleetError, StoreError
 from fleet.service import setup_logging, stop_on_signals
@@ -38,6 +39,24 @@ def _prepare_store(cfg: Config, stop: threading.Event) -> InfluxStore | None:
     return None
 
 
+def _prepare_rollup(cfg: Config, store: InfluxStore, stop: threading.Event) -> Rollup | None:
+    """The coarse series' policies, unfinished journal entries, worker and background build."""
+    rollup = Rollup(cfg, store)
+    delay = 0.5
+    while not stop.is_set():
+        try:
+            if cfg.influxdb.create_database:
+                rollup.prepare()
+            rollup.start()
+        except StoreError as exc:
+            log.warning("waiting for InfluxDB (coarse series): %s", exc)
+            stop.wait(delay)
+            delay = min(delay * 2, cfg.bridge.retry_max_delay)
+            continue
+        return rollup
+    return None
+
+
 def run(cfg: Config) -> int:
     stop = stop_on_signals(log, "flushing and stopping")
 
@@ -49,11 +68,14 @@ def run(cfg: Config) -> int:
     store = _prepare_store(cfg, stop)
     if store is None:
         return 0
+    rollup = _prepare_rollup(cfg, store, stop)
+    if rollup is None:
+        return 0
 
     def make_batcher(bridge: Bridge) -> Batcher:
         return Batcher(store, bridge, metrics, batch_size=cfg.bridge.batch_size,
                        flush_interval=cfg.bridge.flush_interval,
-                       retry_max_delay=cfg.bridge.retry_max_delay)
+                       retry_max_delay=cfg.bridge.retry_max_delay, coarse=rollup)
 
     bridge = Bridge(cfg, make_batcher, metrics)
     writer = threading.Thread(target=bridge.batcher.run, name="influx-writer", daemon=True)
@@ -71,6 +93,7 @@ def run(cfg: Config) -> int:
     # its subscription so the broker queues what ships publish while the bridge is away.
     bridge.batcher.stop()
     writer.join(timeout=10)
+    rollup.stop()
     bridge.stop()
     store.close()
     log.info("bridge stopped")

@@ -12,9 +12,9 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from bridge.metrics import BridgeMetrics
 from fleet.errors import StoreRejectedError, StoreTooLargeError, StoreUnavailableError
@@ -51,9 +51,20 @@ class Sink(Protocol):
     def refused(self, item: Pending, detail: str) -> None: ...
 
 
+class Coarse(Protocol):
+    """The coarse series' hooks (:class:`bridge.rollup.Rollup`): ``before`` durably marks what a
+    batch's parts touch, ``after`` (once they are written, or refused) queues the update."""
+
+    def before(self, parts: Iterable[Part]) -> object: ...
+
+    def after(self, entry: Any) -> None: ...
+
+
 class Batcher:
     def __init__(self, store: Store, sink: Sink, metrics: BridgeMetrics, *, batch_size: int,
-                 flush_interval: float, retry_max_delay: float) -> None:
+                 flush_interval: float, retry_max_delay: float,
+                 coarse: Coarse | None = None) -> None:
+        self.coarse = coarse
         self.store = store
         self.sink = sink
         self.metrics = metrics
@@ -123,8 +134,14 @@ class Batcher:
             batch = self._take()
             if batch is None:
                 return
-            if self._write(batch):
-                self.sink.stored(batch)
+            entry = (self.coarse.before(p for item in batch for p in item.parts)
+                     if self.coarse is not None else None)
+            try:
+                if self._write(batch):
+                    self.sink.stored(batch)
+            finally:
+                if self.coarse is not None:
+                    self.coarse.after(entry)
 
     def _write(self, batch: list[Pending]) -> bool:
         """Write until stored (True). On the data's fault, bisect to the messages concerned and

@@ -22,7 +22,7 @@ import logging
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 from zoneinfo import ZoneInfo
 
 from fleet.calendar import HOUR_US, day_boundaries, parse_tz
@@ -236,14 +236,48 @@ def horizon_us(cfg: InfluxConfig, now_us: int | None = None) -> int | None:
     return now - int(hours * HOUR_US)
 
 
-def differences(store: InfluxStore, ships: Sequence[str] | None, start_us: int, end_us: int,
+class CoarseIO(Protocol):
+    """What :func:`reconcile` needs from the database (a fake in unit tests)."""
+
+    def part_sums(self, ships: Sequence[str] | None, start_us: int,
+                  end_us: int) -> dict[tuple[str, str], list[tuple[int, Sum]]]: ...
+
+    def stored(self, ships: Sequence[str] | None, start_us: int,
+               end_us: int) -> dict[Key, Sum]: ...
+
+    def write(self, values: dict[Key, Sum]) -> None: ...
+
+    def horizon(self) -> int | None: ...
+
+
+class InfluxCoarse:
+    """:class:`CoarseIO` on a real InfluxDB."""
+
+    def __init__(self, store: InfluxStore) -> None:
+        self.store = store
+
+    def part_sums(self, ships: Sequence[str] | None, start_us: int,
+                  end_us: int) -> dict[tuple[str, str], list[tuple[int, Sum]]]:
+        return part_sums(self.store, ships, start_us, end_us)
+
+    def stored(self, ships: Sequence[str] | None, start_us: int, end_us: int) -> dict[Key, Sum]:
+        return stored(self.store, ships, start_us, end_us)
+
+    def write(self, values: dict[Key, Sum]) -> None:
+        self.store.write(lines(values).encode(), retention_policy=rollup_policy(self.store.cfg))
+
+    def horizon(self) -> int | None:
+        return horizon_us(self.store.cfg)
+
+
+def differences(io: CoarseIO, ships: Sequence[str] | None, start_us: int, end_us: int,
                 tz: ZoneInfo) -> tuple[dict[Key, Sum], dict[Key, tuple[Sum | None, Sum | None]]]:
     """(expected values, {key: (stored, expected)} where they differ) for every hour and day
     touching [start_us, end_us). Values beginning before the parts' retention are left out."""
     a, b, hours, days = span(start_us, end_us, tz)
-    want = expected(part_sums(store, ships, a, b), hours, days)
-    have = stored(store, ships, a, b)
-    horizon = horizon_us(store.cfg)
+    want = expected(io.part_sums(ships, a, b), hours, days)
+    have = io.stored(ships, a, b)
+    horizon = io.horizon()
     day_starts = set(days[:-1])
     diff: dict[Key, tuple[Sum | None, Sum | None]] = {}
     for key in set(want) | set(have):
@@ -259,7 +293,7 @@ def differences(store: InfluxStore, ships: Sequence[str] | None, start_us: int, 
     return want, diff
 
 
-def reconcile(store: InfluxStore, ships: Sequence[str] | None, start_us: int, end_us: int,
+def reconcile(io: CoarseIO, ships: Sequence[str] | None, start_us: int, end_us: int,
               tz: ZoneInfo, *, max_rounds: int = 20) -> Outcome:
     """Bring every coarse value touching [start_us, end_us) to the sum of its parts.
 
@@ -271,21 +305,22 @@ def reconcile(store: InfluxStore, ships: Sequence[str] | None, start_us: int, en
     outcome = Outcome()
     for _ in range(max_rounds):
         outcome.rounds += 1
-        _want, diff = differences(store, ships, start_us, end_us, tz)
+        _want, diff = differences(io, ships, start_us, end_us, tz)
         if outcome.rounds == 1:
             outcome.differences = dict(diff)
         if not diff:
             outcome.clean = True
             return outcome
         values = {k: (w if w is not None else EMPTY) for k, (_h, w) in diff.items()}
-        store.write(lines(values).encode(), retention_policy=rollup_policy(store.cfg))
+        io.write(values)
         outcome.written += len(values)
     outcome.clean = False
     return outcome
 
 
 def read_state(store: InfluxStore) -> State | None:
-    q = f"SELECT * FROM {_source(store.cfg, STATE, rollup=True)}"
+    """The latest ``rollup_state`` point (None: the coarse series were never set up)."""
+    q = f"SELECT * FROM {_source(store.cfg, STATE, rollup=True)} ORDER BY time DESC LIMIT 1"
     for _ship, _meter, row in _rows(store.query(q)):
         return State(int(row.get("version") or 0), str(row.get("tz") or ""),
                      bool(row.get("ready")))
@@ -293,8 +328,10 @@ def read_state(store: InfluxStore) -> State | None:
 
 
 def write_state(store: InfluxStore, state: State) -> None:
+    """Record the state, stamped now (inside any retention; readers take the latest)."""
     tz = state.tz.replace("\\", "\\\\").replace('"', '\\"')
-    body = (f'{STATE} version={state.version}i,tz="{tz}",ready={str(state.ready).lower()} 0')
+    body = (f'{STATE} version={state.version}i,tz="{tz}",ready={str(state.ready).lower()} '
+            f"{time.time_ns()}")
     store.write(body.encode(), retention_policy=rollup_policy(store.cfg))
 
 

@@ -77,7 +77,8 @@ async def coarse_zone(influx: InfluxClient, config: Config) -> str | None:
     if cached is not None and cached[0] > now:
         return cached[1]
     src = _source(config, STATE, rollup=True)
-    [result] = await influx.query_all([f"SELECT * FROM {src}"], kind="rollup_state")
+    [result] = await influx.query_all([f"SELECT * FROM {src} ORDER BY time DESC LIMIT 1"],
+                                      kind="rollup_state")
     zone: str | None = None
     for series in result:
         cols = series.columns

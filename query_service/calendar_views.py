@@ -32,8 +32,8 @@ BY = ("meter",)
 
 
 def calendar_request(params: Mapping[str, str]) -> bool:
-    """Whether a request needs the calendar reader (anything but UTC 15m/1h/1d on all meters)."""
-    return (params.get("every") not in (None, "15m", "1h", "1d") or "tz" in params
+    """Whether a request needs the calendar reader (anything but UTC 15m on all meters)."""
+    return (params.get("every") not in (None, "15m") or "tz" in params
             or "meter" in params or "by" in params)
 
 

@@ -171,7 +171,10 @@ class InfluxClient:
         finally:
             if self._observe is not None:
                 self._observe(kind, time.perf_counter() - started)
-        return _all_series(status, body, retry_after, len(statements))
+        try:
+            return _all_series(status, body, retry_after, len(statements))
+        except DatabaseMissingError:
+            return [[] for _ in statements]
 
     async def windows(self, ship: str | None, start_us: int, end_us: int,
                       every: str) -> list[WindowRow]:

@@ -1,0 +1,401 @@
+"""Keeping the coarse series (hourly, daily in the fleet's zone) exact as the bridge stores parts.
+
+Per batch, in the writer thread (:class:`bridge.batcher.Batcher` calls :meth:`Rollup.before` and
+:meth:`Rollup.after` around the parts write and the sink's ``stored``):
+
+1. **Journal.** Before the parts are written, one journal point names the (ship, UTC hour) pairs
+   the batch touches (measurement ``rollup_journal``, tag ``bridge`` = this bridge's client id,
+   retention policy ``<retention_policy>_journal``, 30 days). It is a durable "dirty" mark: if
+   the bridge dies after the parts are written and before the coarse values follow, the journal
+   still says which values to recompute.
+2. **Parts**, then the PUBACK, exactly as without coarse series (the coarse update never holds the
+   PUBACK back: it runs in a worker thread).
+3. **Reconcile.** The worker takes released entries (merging what is queued), and for every coarse
+   value touching their hours runs :func:`fleet.coarse.reconcile`: read the parts, write each
+   value that differs from its parts' sum, and read the parts again, until a read made after its
+   last write agrees with what is stored. Nothing is ever incremented. A failure (InfluxDB down)
+   is retried with backoff, never dropped; the entries stay queued.
+4. **Checkpoint.** ``rollup_checkpoint`` (per bridge) records the journal time below which every
+   entry is reconciled. At start, each bridge queues every journal entry newer than each bridge's
+   checkpoint (its own after a crash; a bridge that never comes back is covered by the others:
+   reconciling a value again is harmless), so durable marks survive a crash.
+
+**Why two bridges cannot leave a value stale** (the read-then-write race: A reads the parts, B
+writes new parts, B writes the coarse value, A writes its older sum over it). InfluxDB serves
+reads and writes on one node in order; take the final state of one value V, the last parts write
+P touching V, and the last coarse write W of V, made by a reconcile loop L.
+
+- P's own loop X (in the bridge that wrote P, or the one that restarts it) reads the parts after
+  P, so it reads the final sum F. If X wrote V, that write is at or before W, so L's read after W
+  also comes after P and reads F; L stops only when that read equals what is stored, W's value:
+  so V = F. If X wrote nothing, X found V already equal to F at a moment after P: either that was
+  after W (then W's value is F) or before W (then P < W < L's last read, which reads F, and L
+  stops only if V = F).
+- So after the pipeline goes quiet every value equals the sum of its parts. Any loop that raced
+  (A above) sees, in its read after writing, parts it did not sum, and goes round again.
+
+**Upgrades.** ``rollup_state`` says whether the coarse series are complete and in which zone the
+daily ones are kept. At start, when it is missing, of another schema version or of another zone
+(``[query] timezone`` changed), the bridge builds them in the background from the stored parts, a
+week at a time, logging progress, then marks them ready; readers use the parts until then.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from fleet import coarse
+from fleet.calendar import DAY_US, HOUR_US, period_start
+from fleet.config import Config
+from fleet.errors import StoreError, StoreUnavailableError
+from fleet.schema import Part, quote_ident, quote_string
+from fleet.store import InfluxStore
+from fleet.timeutil import format_datetime
+
+log = logging.getLogger(__name__)
+
+JOURNAL = "rollup_journal"
+CHECKPOINT = "rollup_checkpoint"
+JOURNAL_RETENTION = "30d"
+BACKFILL_CHUNK_US = 7 * DAY_US
+
+
+def journal_policy(cfg: Config) -> str:
+    return f"{cfg.influxdb.retention_policy}_journal"
+
+
+@dataclass(slots=True)
+class Entry:
+    """One batch's touched hours (ship -> UTC hour starts) and its journal time (0: not
+    journaled, when InfluxDB refused the journal point)."""
+
+    touched: dict[str, set[int]]
+    at_us: int = 0
+
+
+@dataclass(slots=True)
+class _Queue:
+    entries: list[Entry] = field(default_factory=list)
+    outstanding: set[int] = field(default_factory=set)  # journaled, not yet reconciled
+    done_us: int = 0
+
+
+def encode(touched: dict[str, set[int]]) -> str:
+    """``ship:h0-h1,h2;ship2:...`` with hours as epoch hour numbers, runs as ranges."""
+    out = []
+    for ship in sorted(touched):
+        hours = sorted(h // HOUR_US for h in touched[ship])
+        runs: list[str] = []
+        start = prev = hours[0]
+        for h in [*hours[1:], None]:
+            if h is not None and h == prev + 1:
+                prev = h
+                continue
+            runs.append(str(start) if start == prev else f"{start}-{prev}")
+            if h is not None:
+                start = prev = h
+        out.append(f"{ship}:{','.join(runs)}")
+    return ";".join(out)
+
+
+def decode(text: str) -> dict[str, set[int]]:
+    out: dict[str, set[int]] = {}
+    for item in filter(None, text.split(";")):
+        ship, _, runs = item.partition(":")
+        hours = out.setdefault(ship, set())
+        for run in filter(None, runs.split(",")):
+            a, _, b = run.partition("-")
+            hours.update(h * HOUR_US for h in range(int(a), int(b or a) + 1))
+    return out
+
+
+def touched_hours(parts: Iterable[Part]) -> dict[str, set[int]]:
+    out: dict[str, set[int]] = {}
+    for p in parts:
+        out.setdefault(p.ship, set()).add(p.start_us - p.start_us % HOUR_US)
+    return out
+
+
+def spans(hours: set[int]) -> list[tuple[int, int]]:
+    """Contiguous [start, end) ranges covering ``hours``, merged across gaps under two days (one
+    read of a few more parts beats another round of statements)."""
+    out: list[tuple[int, int]] = []
+    for h in sorted(hours):
+        if out and h - out[-1][1] < 2 * DAY_US:
+            out[-1] = (out[-1][0], h + HOUR_US)
+        else:
+            out.append((h, h + HOUR_US))
+    return out
+
+
+class Rollup:
+    """Journal, worker thread and background build of the coarse series for one bridge."""
+
+    def __init__(self, cfg: Config, store: InfluxStore, io: coarse.CoarseIO | None = None) -> None:
+        self.cfg = cfg
+        self.store = store
+        self.io = io if io is not None else coarse.InfluxCoarse(store)
+        self.tz = coarse.fleet_zone(cfg)
+        self.bridge_id = cfg.bridge.client_id
+        self._q = _Queue()
+        self._cond = threading.Condition()
+        self._stop = threading.Event()
+        self._last_us = 0
+        self._checkpointed = 0.0
+        self._mark = 0
+        self._threads: list[threading.Thread] = []
+        self.failures = 0
+        self.backfilled = threading.Event()
+
+    # -- set-up -------------------------------------------------------------------------------
+
+    def prepare(self) -> None:
+        """Create the retention policies (the bridge calls this at start, InfluxDB up)."""
+        coarse.ensure_policy(self.store)
+        db = quote_ident(self.cfg.influxdb.database)
+        rp = quote_ident(journal_policy(self.cfg))
+        res = self.store.query(f"SHOW RETENTION POLICIES ON {db}")
+        names = {row[0] for s in res[0].get("series", []) for row in s.get("values", [])}
+        if journal_policy(self.cfg) not in names:
+            self.store.query(f"CREATE RETENTION POLICY {rp} ON {db} DURATION "
+                             f"{JOURNAL_RETENTION} REPLICATION 1", write=True)
+
+    def start(self) -> None:
+        """Queue unfinished journal entries, then start the worker and (if needed) the build."""
+        self._recover()
+        for target, name in ((self._work, "rollup-worker"), (self._backfill, "rollup-build")):
+            t = threading.Thread(target=target, name=name, daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Finish what is queued (up to ``timeout``), then stop; the journal keeps the rest."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._q.entries and time.monotonic() < deadline:
+                self._cond.wait(0.1)
+        self._stop.set()
+        with self._cond:
+            self._cond.notify_all()
+        for t in self._threads:
+            t.join(timeout=max(0.1, deadline - time.monotonic()))
+
+    def pending(self) -> int:
+        with self._cond:
+            return len(self._q.entries) + len(self._q.outstanding)
+
+    # -- the batcher's hooks (writer thread) ---------------------------------------------------
+
+    def before(self, parts: Iterable[Part]) -> Entry:
+        """Journal the hours ``parts`` touch (retried while InfluxDB is unavailable)."""
+        entry = Entry(touched_hours(parts))
+        if not entry.touched:
+            return entry
+        at = max(time.time_ns() // 1000, self._last_us + 1)
+        self._last_us = at
+        body = (f"{JOURNAL},bridge={self.bridge_id} touched={_field(encode(entry.touched))} "
+                f"{at * 1000}").encode()
+        delay = 0.2
+        while not self._stop.is_set():
+            try:
+                self.store.write(body, retention_policy=journal_policy(self.cfg))
+            except StoreError as exc:
+                if not _retryable(exc):
+                    log.error("journal point refused (%s); coarse values of this batch are "
+                              "updated, but not durably marked", exc)
+                    break
+                log.warning("journal write failed, retrying: %s", exc)
+                self._stop.wait(delay)
+                delay = min(delay * 2, self.cfg.bridge.retry_max_delay)
+                continue
+            entry.at_us = at
+            with self._cond:
+                self._q.outstanding.add(at)
+            break
+        return entry
+
+    def after(self, entry: Entry) -> None:
+        """The parts of ``entry`` are written (or refused): queue its coarse values."""
+        if not entry.touched:
+            return
+        with self._cond:
+            self._q.entries.append(entry)
+            self._cond.notify_all()
+
+    # -- worker ---------------------------------------------------------------------------------
+
+    def _take(self) -> list[Entry]:
+        with self._cond:
+            if not self._q.entries and not self._stop.is_set():
+                self._cond.wait(1.0)
+            taken, self._q.entries = self._q.entries, []
+            return taken
+
+    def _work(self) -> None:
+        delay = 0.2
+        taken: list[Entry] = []
+        while True:
+            if not taken:
+                taken = self._take()
+                if not taken:
+                    if self._stop.is_set():
+                        self._checkpoint(force=True)
+                        return  # stopping, nothing queued
+                    self._checkpoint()
+                    continue
+            try:
+                self.update(taken)
+            except (StoreError, _NotCleanError) as exc:
+                self.failures += 1
+                log.warning("coarse series update failed, retrying in %.1fs: %s", delay, exc)
+                if self._stop.wait(delay):
+                    return  # the journal keeps them for the next start
+                delay = min(delay * 2, self.cfg.bridge.retry_max_delay)
+                # merge what arrived meanwhile into the retry
+                with self._cond:
+                    taken.extend(self._q.entries)
+                    self._q.entries = []
+                continue
+            delay = 0.2
+            self._advance(taken)
+            taken = []
+
+    def update(self, entries: list[Entry]) -> None:
+        """Reconcile every coarse value touching the entries' hours (raises on failure)."""
+        merged: dict[str, set[int]] = {}
+        for e in entries:
+            for ship, hours in e.touched.items():
+                merged.setdefault(ship, set()).update(hours)
+        by_span: dict[tuple[int, int], list[str]] = {}
+        for ship, hours in merged.items():
+            for s in spans(hours):
+                by_span.setdefault(s, []).append(ship)
+        for (a, b), ships in sorted(by_span.items()):
+            outcome = coarse.reconcile(self.io, sorted(ships), a, b, self.tz)
+            if not outcome.clean:
+                raise _NotCleanError(f"values of {len(ships)} ship(s) kept changing")
+
+    def _advance(self, done: list[Entry]) -> None:
+        with self._cond:
+            for e in done:
+                self._q.outstanding.discard(e.at_us)
+                self._q.done_us = max(self._q.done_us, e.at_us)
+            self._cond.notify_all()
+        self._checkpoint()
+
+    def _checkpoint(self, force: bool = False) -> None:
+        """Record how far the journal is done: at most once a second (redoing the entries of
+        that second after a crash is harmless), stamped now so the journal's retention keeps the
+        latest."""
+        now = time.monotonic()
+        if not force and now - self._checkpointed < 1.0:
+            return
+        with self._cond:
+            mark = (min(self._q.outstanding) - 1 if self._q.outstanding else self._q.done_us)
+        if mark <= 0 or mark == self._mark:
+            return
+        body = f"{CHECKPOINT},bridge={self.bridge_id} done={mark}i {time.time_ns()}".encode()
+        try:
+            self.store.write(body, retention_policy=journal_policy(self.cfg))
+        except StoreError as exc:  # the next one will do; redoing entries is harmless
+            log.warning("rollup checkpoint not written: %s", exc)
+            return
+        self._checkpointed, self._mark = now, mark
+
+    # -- recovery and build ---------------------------------------------------------------------
+
+    def _recover(self) -> None:
+        src = (f"{quote_ident(self.cfg.influxdb.database)}."
+               f"{quote_ident(journal_policy(self.cfg))}.")
+        checkpoints: dict[str, int] = {}
+        res = self.store.query(f"SELECT last(done) AS done FROM {src}{quote_ident(CHECKPOINT)} "
+                               "GROUP BY bridge")
+        for series in res[0].get("series", []) if res else []:
+            checkpoints[series["tags"]["bridge"]] = int(series["values"][0][1])
+        res = self.store.query(f"SHOW TAG VALUES FROM {src}{quote_ident(JOURNAL)} "
+                               "WITH KEY = bridge")
+        bridges = {row[1] for s in res[0].get("series", []) for row in s.get("values", [])}
+        found = 0
+        for bridge in sorted(bridges):
+            since = checkpoints.get(bridge, 0)
+            res = self.store.query(
+                f"SELECT touched FROM {src}{quote_ident(JOURNAL)} WHERE bridge = "
+                f"{quote_string(bridge)} AND time > {since}u")
+            for series in res[0].get("series", []) if res else []:
+                for t, touched in series["values"]:
+                    entry = Entry(decode(str(touched)), int(t) if bridge == self.bridge_id else 0)
+                    self._q.entries.append(entry)
+                    if entry.at_us:
+                        self._q.outstanding.add(entry.at_us)
+                        self._last_us = max(self._last_us, entry.at_us)
+                    found += 1
+        if found:
+            log.info("coarse series: %d unfinished journal entries found; updating them", found)
+
+    def _backfill(self) -> None:
+        delay = 1.0
+        while not self._stop.is_set():
+            try:
+                self.build()
+                self.backfilled.set()
+                return
+            except StoreError as exc:
+                log.warning("coarse series build interrupted, resuming in %.0fs: %s", delay, exc)
+                self._stop.wait(delay)
+                delay = min(delay * 2, 60.0)
+
+    def build(self) -> None:
+        """Build the coarse series from the stored parts when ``rollup_state`` says they are
+        missing, of another version or zone (an upgraded installation)."""
+        state = coarse.read_state(self.store)
+        zone = self.tz.key
+        if state is not None and state.version == coarse.VERSION and state.tz == zone \
+                and state.ready:
+            coarse.write_state(self.store, state)  # stamped anew: it outlives any retention
+            return
+        if state is not None and state.tz and state.tz != zone:
+            log.warning("coarse series: daily series kept in %s, [query] timezone is now %s: "
+                        "rebuilding them", state.tz, zone)
+            coarse.drop_daily(self.store)
+        coarse.write_state(self.store, coarse.State(coarse.VERSION, zone, ready=False))
+        extent = coarse.parts_extent(self.store)
+        if extent is not None:
+            first = period_start(extent[0], "1d", self.tz)
+            pieces = coarse.chunks(first, extent[1] + HOUR_US, BACKFILL_CHUNK_US)
+            log.info("coarse series: building from the stored parts, %d week(s) from %s",
+                     len(pieces), _day(first))
+            for i, (a, b) in enumerate(pieces, 1):
+                if self._stop.is_set():
+                    return
+                outcome = coarse.reconcile(self.io, None, a, b, self.tz)
+                if not outcome.clean:
+                    raise StoreError("coarse values kept changing during the build")
+                log.info("coarse series: built %d/%d weeks (%d values written)", i, len(pieces),
+                         outcome.written)
+        coarse.write_state(self.store, coarse.State(coarse.VERSION, zone, ready=True))
+        log.info("coarse series: complete (daily series in %s)", zone)
+
+
+class _NotCleanError(Exception):
+    pass
+
+
+def _retryable(exc: StoreError) -> bool:
+    return isinstance(exc, StoreUnavailableError)
+
+
+def _field(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _day(us: int) -> str:
+    return format_datetime(us)[:10]
+
+
+def describe(r: Rollup) -> dict[str, Any]:
+    return {"pending": r.pending(), "failures": r.failures}
