@@ -63,3 +63,16 @@ def write_parts(stack: Stack, parts: list[Part]) -> None:
     with urllib.request.urlopen(urllib.request.Request(url, data=body, method="POST"),
                                 timeout=10) as resp:
         assert resp.status == 204
+
+
+def rollup_rebuild(stack: Stack, *ships: str) -> None:
+    """Bring the coarse series up to date for parts written by :func:`write_parts` (which, unlike
+    the bridge, leaves them alone): ``fleetctl rollup rebuild --ship ...``."""
+    import subprocess
+    import sys
+
+    args = [a for s in ships for a in ("--ship", s)]
+    done = subprocess.run([sys.executable, "-m", "fleetctl", "rollup", "rebuild", *args],
+                          env=stack.env_with(), capture_output=True, text=True, timeout=60,
+                          check=False)
+    assert done.returncode == 0, done.stderr
