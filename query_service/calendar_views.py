@@ -13,7 +13,10 @@ from zoneinfo import ZoneInfo
 from aiohttp import web
 
 from fleet.calendar import US, Period, local_iso, parse_every, parse_tz
+from fleet.coarse import horizon_us
+from fleet.config import Config
 from fleet.schema import METER_ID
+from fleet.timeutil import parse_datetime
 from query_service.calendar import CalendarAnswer, Total, period_totals, ship_sums
 from query_service.energy import (
     FILLS,
@@ -31,10 +34,19 @@ from query_service.typedefs import CONFIG, INFLUX
 BY = ("meter",)
 
 
-def calendar_request(params: Mapping[str, str]) -> bool:
-    """Whether a request needs the calendar reader (anything but UTC 15m on all meters)."""
-    return (params.get("every") not in (None, "15m") or "tz" in params
-            or "meter" in params or "by" in params)
+def calendar_request(params: Mapping[str, str], config: Config) -> bool:
+    """Whether a request needs the calendar reader: anything but UTC 15m on all meters within
+    the parts' retention."""
+    if (params.get("every") not in (None, "15m") or "tz" in params or "meter" in params
+            or "by" in params):
+        return True
+    horizon = horizon_us(config.influxdb)
+    if horizon is None:
+        return False
+    try:
+        return parse_datetime(params.get("start") or "") < horizon
+    except ValueError:
+        return False
 
 
 def parse_meter(params: Mapping[str, str]) -> str | None:

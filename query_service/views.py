@@ -69,7 +69,7 @@ async def data(request: web.Request) -> web.Response:
 async def ship_energy(request: web.Request) -> web.Response:
     """``GET /v1/ships/{id}/energy?start=&end=&every=&tz=&label=&fill=&meter=&by=``."""
     max_windows = request.app[CONFIG].http.max_windows
-    if calendar_request(request.query):
+    if calendar_request(request.query, request.app[CONFIG]):
         return await calendar_views.ship_energy(request)
     query = parse_query(request.match_info["id"], "id", request.query, max_windows)
     stored = await _ship_rows(request.app[INFLUX], query.ship, query.start_us, query.end_us,
@@ -133,7 +133,7 @@ async def ships(request: web.Request) -> web.Response:
 
 async def fleet_energy(request: web.Request) -> web.Response:
     """``GET /v1/fleet/energy``: per window, the fleet's kWh, ships reporting, mean per ship."""
-    if calendar_request(request.query):
+    if calendar_request(request.query, request.app[CONFIG]):
         return await calendar_views.fleet_energy(request)
     query = parse_range(request.query, request.app[CONFIG].http.max_windows)
     rows = await request.app[INFLUX].fleet_windows(query.start_us, query.end_us, query.every)

@@ -359,3 +359,30 @@ def test_a_bridge_that_died_after_storing_parts_leaves_marks_another_start_finis
     body = hist.energy(ship, start="2025-07-01T00:00:00Z", end="2025-07-02T00:00:00Z",
                        every="1d", tz="Europe/Oslo")
     assert [w["kwh"] for w in body["windows"]] == [12.0]
+
+
+def test_a_query_reaching_before_the_parts_retention_says_so(hist: History) -> None:
+    """Parts kept 30 days (here only the query service is told so: the stored data is older)."""
+    ship = f"ret-{uuid.uuid4().hex[:6]}"
+    publish(hist.stack, ship, [hourly_kw("2025-08-04T00:00:00Z", 48)])
+    eventually(lambda: verified(hist), timeout=30, message="coarse series follow the parts")
+    port = free_port()
+    svc = hist.stack.start_query(**{**hist.env(), "FLEET_HTTP_PORT": str(port),
+                                    "FLEET_INFLUXDB_RETENTION": "720h"})
+    try:
+        whole = {"start": "2025-08-04T00:00:00Z", "end": "2025-08-06T00:00:00Z"}
+        status, body = hist.stack.http_get(f"/v1/ships/{ship}/energy", whole, port=port)
+        assert status == 200 and "truncated_before" in body and body["windows"] == []
+        # Whole UTC days come from the coarse series, kept longer: a full answer, no truncation.
+        status, body = hist.stack.http_get(f"/v1/ships/{ship}/energy",
+                                           {**whole, "every": "1d"}, port=port)
+        assert status == 200 and "truncated_before" not in body
+        assert [w["kwh"] for w in body["windows"]] == [24.0, 24.0]
+        status, body = hist.stack.http_get(f"/v1/ships/{ship}/energy",
+                                           {**whole, "every": "1d", "start":
+                                            "2025-08-04T00:30:00Z"}, port=port)
+        assert status == 200 and "truncated_before" in body
+        assert [w["kwh"] for w in body["windows"]] == [23.0, 24.0]
+    finally:
+        svc.stop(timeout=10)
+        hist.stack.services.remove(svc)

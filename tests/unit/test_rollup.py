@@ -1,0 +1,165 @@
+"""Coarse series: reconcile against a fake store that forces the two-bridge interleaving, the
+journal's encoding, and the batcher's hooks around a write."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from bridge.batcher import Batcher, Pending
+from bridge.metrics import BridgeMetrics
+from bridge.rollup import decode, encode, spans, touched_hours
+from fleet.calendar import HOUR_US, QUARTER_US, parse_tz
+from fleet.coarse import Key, Sum, reconcile
+from fleet.errors import StoreRejectedError
+from fleet.schema import Part
+
+OSLO = parse_tz("Europe/Oslo")
+H0 = 1_735_776_000 * 1_000_000  # 2025-01-02T00:00:00Z
+
+
+class FakeIO:
+    """Parts and coarse values in dicts; ``on_write`` runs before a coarse write is applied (the
+    moment another bridge can slip in between a read and a write)."""
+
+    def __init__(self) -> None:
+        self.parts: dict[tuple[str, str, int], tuple[float, float]] = {}
+        self.coarse: dict[Key, Sum] = {}
+        self.on_write: Callable[[], None] | None = None
+        self.writes = 0
+
+    def put(self, ship: str, start_us: int, kwh: float) -> None:
+        self.parts[(ship, "main", start_us)] = (kwh, 900.0)
+
+    def part_sums(self, ships: Sequence[str] | None, start_us: int,
+                  end_us: int) -> dict[tuple[str, str], list[tuple[int, Sum]]]:
+        out: dict[tuple[str, str], list[tuple[int, Sum]]] = {}
+        for (ship, meter, t), (kwh, sec) in sorted(self.parts.items(), key=lambda i: i[0][2]):
+            if (ships is None or ship in ships) and start_us <= t < end_us:
+                out.setdefault((ship, meter), []).append((t - t % QUARTER_US, Sum(kwh, sec, 1.0)))
+        return out
+
+    def stored(self, ships: Sequence[str] | None, start_us: int, end_us: int) -> dict[Key, Sum]:
+        return {k: v for k, v in self.coarse.items()
+                if (ships is None or k.ship in ships) and start_us <= k.start_us < end_us}
+
+    def write(self, values: dict[Key, Sum]) -> None:
+        hook, self.on_write = self.on_write, None
+        if hook is not None:
+            hook()
+        self.writes += 1
+        self.coarse.update(values)
+
+    def horizon(self) -> int | None:
+        return None
+
+
+def truth(io: FakeIO, ship: str) -> float:
+    return sum(kwh for (s, _m, t), (kwh, _sec) in io.parts.items()
+               if s == ship and H0 <= t < H0 + HOUR_US)
+
+
+def test_a_bridge_slipping_in_between_read_and_write_does_not_leave_a_stale_value() -> None:
+    io = FakeIO()
+    io.put("a", H0, 1.0)
+
+    def bridge_b() -> None:  # B stores a part into the same hour and brings it up to date
+        io.put("a", H0 + QUARTER_US, 2.0)
+        assert reconcile(io, ["a"], H0, H0 + HOUR_US, OSLO).clean
+
+    io.on_write = bridge_b
+    outcome = reconcile(io, ["a"], H0, H0 + HOUR_US, OSLO)  # bridge A
+    assert outcome.clean and outcome.rounds >= 2
+    assert io.coarse[Key("hour", "a", "main", H0)] == Sum(3.0, 1800.0, 2.0)
+    day = next(k for k in io.coarse if k.level == "day")
+    assert io.coarse[day].kwh == 3.0 == truth(io, "a")
+
+
+def test_the_forced_interleaving_is_real_one_read_then_write_would_be_stale() -> None:
+    io = FakeIO()
+    io.put("a", H0, 1.0)
+
+    def bridge_b() -> None:
+        io.put("a", H0 + QUARTER_US, 2.0)
+        reconcile(io, ["a"], H0, H0 + HOUR_US, OSLO)
+
+    io.on_write = bridge_b
+    outcome = reconcile(io, ["a"], H0, H0 + HOUR_US, OSLO, max_rounds=1)
+    assert not outcome.clean
+    assert io.coarse[Key("hour", "a", "main", H0)].kwh == 1.0  # A's stale write won
+
+
+def test_corrections_and_vanished_values_are_recomputed_never_incremented() -> None:
+    io = FakeIO()
+    io.put("a", H0, 1.0)
+    reconcile(io, ["a"], H0, H0 + HOUR_US, OSLO)
+    io.put("a", H0, 5.0)  # a resend with another value: the part is replaced
+    io.coarse[Key("hour", "a", "main", H0 + 5 * HOUR_US)] = Sum(9.0, 900.0, 1.0)  # tampered
+    outcome = reconcile(io, ["a"], H0, H0 + 6 * HOUR_US, OSLO)
+    assert outcome.clean
+    assert io.coarse[Key("hour", "a", "main", H0)] == Sum(5.0, 900.0, 1.0)
+    assert io.coarse[Key("hour", "a", "main", H0 + 5 * HOUR_US)].n == 0
+    writes = io.writes
+    assert reconcile(io, ["a"], H0, H0 + 6 * HOUR_US, OSLO).written == 0
+    assert io.writes == writes
+
+
+def test_journal_encoding_round_trips() -> None:
+    touched = {"a": {H0, H0 + HOUR_US, H0 + 2 * HOUR_US, H0 + 9 * HOUR_US}, "b-2": {H0}}
+    text = encode(touched)
+    assert text == f"a:{H0 // HOUR_US}-{H0 // HOUR_US + 2},{H0 // HOUR_US + 9};b-2:{H0 // HOUR_US}"
+    assert decode(text) == touched
+    parts = [Part("a", H0 + 60 * 10**6, 1.0, 840.0), Part("a", H0 + HOUR_US, 1.0, 900.0)]
+    assert touched_hours(parts) == {"a": {H0, H0 + HOUR_US}}
+    assert spans({H0, H0 + HOUR_US, H0 + 100 * HOUR_US}) == [
+        (H0, H0 + 2 * HOUR_US), (H0 + 100 * HOUR_US, H0 + 101 * HOUR_US)]
+
+
+class Hooks:
+    def __init__(self, log: list[str]) -> None:
+        self.log = log
+
+    def before(self, parts: Iterable[Part]) -> object:
+        self.log.append(f"before {len(list(parts))}")
+        return "entry"
+
+    def after(self, entry: Any) -> None:
+        self.log.append(f"after {entry}")
+
+
+class Store:
+    def __init__(self, log: list[str], refuse: bool = False) -> None:
+        self.log, self.refuse = log, refuse
+
+    def write(self, body: bytes) -> None:
+        self.log.append("parts")
+        if self.refuse:
+            raise StoreRejectedError("400")
+
+
+class Sink:
+    def __init__(self, log: list[str]) -> None:
+        self.log = log
+
+    def stored(self, items: Sequence[Pending]) -> None:
+        self.log.append("stored")
+
+    def refused(self, item: Pending, detail: str) -> None:
+        self.log.append("refused")
+
+
+def _run(refuse: bool) -> list[str]:
+    log: list[str] = []
+    b = Batcher(Store(log, refuse), Sink(log), BridgeMetrics(), batch_size=10,
+                flush_interval=0.01, retry_max_delay=0.1, coarse=Hooks(log))
+    part = Part("a", H0, 1.0, 900.0)
+    b.add(Pending(mid=1, qos=1, generation=1, ship="a", batch_id=None, accepted=1, rejected=0,
+                  body="x", npoints=1, parts=[part]))
+    b.stop()
+    b.run()
+    return log
+
+
+def test_batcher_marks_before_the_parts_and_queues_after_they_are_stored_or_refused() -> None:
+    assert _run(False) == ["before 1", "parts", "stored", "after entry"]
+    assert _run(True) == ["before 1", "parts", "refused", "after entry"]
