@@ -15,10 +15,9 @@ a few sequential requests per side (not a measurement: ``make bench`` runs them 
 - the fleet's (100 ships) 365-day monthly totals in Europe/Oslo vs 12 month-bounded sums per
   ship over the parts.
 
-Ingest at 12 readings per message with coarse series on and off: :data:`INGEST_COARSE` lists the
-two runs' environment overrides for ``bench.ingest``'s 12-reading case. The bridge has no switch
-for the coarse series yet: ``FLEET_BRIDGE_COARSE`` is the name proposed for it (until it exists,
-"off" is measured with trust's null bridge or by reverting to the parts-only writer).
+Ingest at 12 readings per message with coarse series on and off: :data:`INGEST_COARSE` names the
+bridge process of each run for ``bench.ingest``'s 12-reading case: ``python -m bridge`` (on) and
+``python -m bench.nocoarse`` (the same bridge with the coarse hooks doing nothing: off).
 """
 
 from __future__ import annotations
@@ -106,9 +105,9 @@ def fleet_monthly_365(e: HistoryEnv) -> HistoryCase:
 HISTORY_CASES: list[Callable[[HistoryEnv], HistoryCase]] = [daily_365, monthly_10y,
                                                            fleet_monthly_365]
 
-INGEST_COARSE: dict[str, dict[str, str]] = {
-    "coarse series on": {},
-    "coarse series off": {"FLEET_BRIDGE_COARSE": "false"},
+INGEST_COARSE: dict[str, list[str]] = {
+    "coarse series on": ["-m", "bridge"],
+    "coarse series off": ["-m", "bench.nocoarse"],
 }
 
 
