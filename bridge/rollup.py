@@ -273,8 +273,11 @@ class Rollup:
                 merged.setdefault(ship, set()).update(hours)
         by_span: dict[tuple[int, int], list[str]] = {}
         for ship, hours in merged.items():
-            for s in spans(hours):
-                by_span.setdefault(s, []).append(ship)
+            for a, b in spans(hours):
+                # Reconcile reads whole fleet days anyway: ships touching the same days share
+                # one round of statements.
+                wide = coarse.span(a, b, self.tz)
+                by_span.setdefault((wide[0], wide[1]), []).append(ship)
         for (a, b), ships in sorted(by_span.items()):
             outcome = coarse.reconcile(self.io, sorted(ships), a, b, self.tz)
             if not outcome.clean:

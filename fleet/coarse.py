@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 from zoneinfo import ZoneInfo
 
-from fleet.calendar import HOUR_US, day_boundaries, parse_tz
+from fleet.calendar import HOUR_US, QUARTER_US, day_boundaries, parse_tz
 from fleet.config import Config, InfluxConfig
+from fleet.errors import StoreError
 from fleet.schema import (
     FIELD_KWH,
     FIELD_SECONDS,
@@ -136,16 +137,17 @@ def _rows(result: list[dict[str, Any]]) -> Iterable[tuple[str, str, dict[str, An
             yield ship, meter, dict(zip(columns, values, strict=True))
 
 
-def part_sums(store: InfluxStore, ships: Sequence[str] | None, start_us: int,
-              end_us: int) -> dict[tuple[str, str], list[tuple[int, Sum]]]:
-    """The parts summed per 15-minute window, per (ship, meter), in time order."""
+def part_sums(store: InfluxStore, ships: Sequence[str] | None, start_us: int, end_us: int,
+              bucket_us: int = QUARTER_US) -> dict[tuple[str, str], list[tuple[int, Sum]]]:
+    """The parts summed per bucket (15, 30 or 60 minutes), per (ship, meter), in time order."""
     if ships is not None and not ships:
         return {}
     q = (f"SELECT sum({quote_ident(FIELD_KWH)}) AS kwh, sum({quote_ident(FIELD_SECONDS)}) AS "
          f"seconds, count({quote_ident(FIELD_KWH)}) AS n "
          f"FROM {_source(store.cfg, MEASUREMENT, rollup=False)} WHERE {_ships_clause(ships)}"
          f"time >= {start_us}u AND time < {end_us}u "
-         f"GROUP BY time(15m), {quote_ident(TAG_SHIP)}, {quote_ident(TAG_METER)} fill(none)")
+         f"GROUP BY time({bucket_us // 1_000_000}s), {quote_ident(TAG_SHIP)}, "
+         f"{quote_ident(TAG_METER)} fill(none)")
     out: dict[tuple[str, str], list[tuple[int, Sum]]] = {}
     for ship, meter, row in _rows(store.query(q)):
         if row["n"]:
@@ -239,8 +241,8 @@ def horizon_us(cfg: InfluxConfig, now_us: int | None = None) -> int | None:
 class CoarseIO(Protocol):
     """What :func:`reconcile` needs from the database (a fake in unit tests)."""
 
-    def part_sums(self, ships: Sequence[str] | None, start_us: int,
-                  end_us: int) -> dict[tuple[str, str], list[tuple[int, Sum]]]: ...
+    def part_sums(self, ships: Sequence[str] | None, start_us: int, end_us: int,
+                  bucket_us: int) -> dict[tuple[str, str], list[tuple[int, Sum]]]: ...
 
     def stored(self, ships: Sequence[str] | None, start_us: int,
                end_us: int) -> dict[Key, Sum]: ...
@@ -256,9 +258,9 @@ class InfluxCoarse:
     def __init__(self, store: InfluxStore) -> None:
         self.store = store
 
-    def part_sums(self, ships: Sequence[str] | None, start_us: int,
-                  end_us: int) -> dict[tuple[str, str], list[tuple[int, Sum]]]:
-        return part_sums(self.store, ships, start_us, end_us)
+    def part_sums(self, ships: Sequence[str] | None, start_us: int, end_us: int,
+                  bucket_us: int) -> dict[tuple[str, str], list[tuple[int, Sum]]]:
+        return part_sums(self.store, ships, start_us, end_us, bucket_us)
 
     def stored(self, ships: Sequence[str] | None, start_us: int, end_us: int) -> dict[Key, Sum]:
         return stored(self.store, ships, start_us, end_us)
@@ -275,7 +277,11 @@ def differences(io: CoarseIO, ships: Sequence[str] | None, start_us: int, end_us
     """(expected values, {key: (stored, expected)} where they differ) for every hour and day
     touching [start_us, end_us). Values beginning before the parts' retention are left out."""
     a, b, hours, days = span(start_us, end_us, tz)
-    want = expected(io.part_sums(ships, a, b), hours, days)
+    # The coarsest buckets that still split at every day boundary: a quarter of the rows of
+    # 15-minute sums in whole-hour zones.
+    bucket = next(step for step in (HOUR_US, HOUR_US // 2, QUARTER_US)
+                  if all(d % step == 0 for d in days))
+    want = expected(io.part_sums(ships, a, b, bucket), hours, days)
     have = io.stored(ships, a, b)
     horizon = io.horizon()
     day_starts = set(days[:-1])
@@ -360,3 +366,21 @@ def fleet_zone(cfg: Config) -> ZoneInfo:
 
 def chunks(start_us: int, end_us: int, step_us: int) -> list[tuple[int, int]]:
     return [(t, min(t + step_us, end_us)) for t in range(start_us, end_us, step_us)]
+
+
+def rebuild(store: InfluxStore, tz: ZoneInfo, ships: Sequence[str] | None, start_us: int,
+            end_us: int, progress: Callable[[int, int, int, int], None] | None = None) -> int:
+    """Reconcile every coarse value touching [start_us, end_us), a week at a time; returns how
+    many values were written. ``progress(done, total, chunk_start_us, written)`` after each week.
+    For data written around the bridge (bulk loads): the bridge keeps up with what it stores."""
+    io = InfluxCoarse(store)
+    pieces = chunks(start_us, end_us, 7 * 86_400 * 1_000_000)
+    written = 0
+    for i, (a, b) in enumerate(pieces, 1):
+        outcome = reconcile(io, ships, a, b, tz)
+        if not outcome.clean:
+            raise StoreError("coarse values kept changing while being rebuilt; try again")
+        written += outcome.written
+        if progress is not None:
+            progress(i, len(pieces), a, written)
+    return written

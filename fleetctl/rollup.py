@@ -137,17 +137,17 @@ def _rebuild(args: argparse.Namespace) -> int:
     state = coarse.read_state(store)
     if full and state is not None and state.tz and state.tz != tz.key:
         coarse.drop_daily(store)
-    io = coarse.InfluxCoarse(store)
     chunks = _range(store, ships, since)
-    written = 0
     tty = sys.stderr.isatty()
-    for i, (a, b) in enumerate(chunks, 1):
-        outcome = coarse.reconcile(io, ships, a, b, tz)
-        written += outcome.written
-        line = (f"rebuilding: week {i}/{len(chunks)} from {format_datetime(a)[:10]}, "
+
+    def progress(done: int, total: int, start_us: int, written: int) -> None:
+        line = (f"rebuilding: week {done}/{total} from {format_datetime(start_us)[:10]}, "
                 f"{written} value(s) written")
         print(("\r" + line) if tty else line, end="" if tty else "\n", file=sys.stderr,
               flush=True)
+
+    written = (coarse.rebuild(store, tz, ships, chunks[0][0], chunks[-1][1], progress)
+               if chunks else 0)
     if tty and chunks:
         print(file=sys.stderr)
     if full:

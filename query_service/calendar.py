@@ -50,6 +50,7 @@ from fleet.schema import (
 from query_service.db import InfluxClient, Series
 
 _STEPS_S = (86400, 43200, 21600, 10800, 7200, 3600, 1800, 900)
+_RESOLUTION_US = {"parts": 900 * US, "hour": 3600 * US, "day": 86400 * US}
 _STATE_TTL = 5.0
 _state_cache: dict[int, tuple[float, str | None]] = {}
 
@@ -146,16 +147,18 @@ def _statements(config: Config, pieces: list[Piece], plist: list[Period],
                         + f" GROUP BY {tags}"))
             continue
         step, offset = grouping
-        buckets = (piece.end_us - piece.start_us) // (step * US) + 1
         periods_in = len(inner) + 1
-        if buckets > 4 * periods_in and periods_in <= 400:
-            # A few statements of one sum each beat many buckets to read and add up here.
+        per_period = (piece.end_us - piece.start_us) / periods_in / _RESOLUTION_US[piece.source]
+        if per_period >= 4 and periods_in <= 200:
+            # Many points per period (months of days): a sum per period beats reading them all.
             bounds = [piece.start_us, *inner, piece.end_us]
             for i in range(periods_in):
                 sub = Piece(piece.source, bounds[i], bounds[i + 1])
                 out.append((sub, first + i, select + _where(ships, meter, sub.start_us, sub.end_us)
                             + f" GROUP BY {tags}"))
             continue
+        # Buckets that never straddle a period boundary; fill(none) returns only those holding
+        # points, so a daily series grouped by hours still gives one row per day.
         out.append((piece, first, select + _where(ships, meter, piece.start_us, piece.end_us)
                     + f" GROUP BY time({step}s, {offset}s), {tags} fill(none)"))
     return out

@@ -10,7 +10,9 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
+from fleet import coarse
 from fleet.schema import Part, line
+from fleet.store import InfluxStore
 from tests.conftest import Stack
 
 QUARTER_US = 900 * 1_000_000
@@ -63,16 +65,12 @@ def write_parts(stack: Stack, parts: list[Part]) -> None:
     with urllib.request.urlopen(urllib.request.Request(url, data=body, method="POST"),
                                 timeout=10) as resp:
         assert resp.status == 204
-
-
-def rollup_rebuild(stack: Stack, *ships: str) -> None:
-    """Bring the coarse series up to date for parts written by :func:`write_parts` (which, unlike
-    the bridge, leaves them alone): ``fleetctl rollup rebuild --ship ...``."""
-    import subprocess
-    import sys
-
-    args = [a for s in ships for a in ("--ship", s)]
-    done = subprocess.run([sys.executable, "-m", "fleetctl", "rollup", "rebuild", *args],
-                          env=stack.env_with(), capture_output=True, text=True, timeout=60,
-                          check=False)
-    assert done.returncode == 0, done.stderr
+    # Written around the bridge: bring the coarse series up to date, as `fleetctl rollup
+    # rebuild` would (the bridge does so for what it stores itself).
+    store = InfluxStore(cfg)
+    try:
+        coarse.ensure_policy(store)
+        coarse.rebuild(store, coarse.fleet_zone(stack.cfg), sorted({p.ship for p in parts}),
+                       min(p.start_us for p in parts), max(p.start_us for p in parts) + 1)
+    finally:
+        store.close()

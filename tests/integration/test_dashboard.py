@@ -14,7 +14,7 @@ import pytest
 
 from fleet.schema import Part
 from tests.conftest import Stack, unique_ship
-from tests.integration.api_helpers import QUARTER_US, get, rollup_rebuild, write_parts
+from tests.integration.api_helpers import QUARTER_US, get, write_parts
 
 pytestmark = pytest.mark.integration
 
@@ -49,7 +49,6 @@ def ship(stack: Stack) -> str:
         parts.append(Part(name, t, kwh / 2 if i == 60 else kwh, 450.0 if i == 60 else 900.0))
         parts.append(Part(name, t, 1.0, 900.0, meter="shore"))
     write_parts(stack, parts)
-    rollup_rebuild(stack, name)
     return name
 
 

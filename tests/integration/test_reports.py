@@ -23,7 +23,7 @@ import pytest
 
 from fleet.schema import Part
 from tests.conftest import Stack, unique_ship
-from tests.integration.api_helpers import QUARTER_US, get, rollup_rebuild, write_parts
+from tests.integration.api_helpers import QUARTER_US, get, write_parts
 
 pytestmark = pytest.mark.integration
 
@@ -56,7 +56,6 @@ def fleet(stack: Stack) -> dict[str, list[Part]]:
     for n, ship in enumerate(ships):
         ships[ship] = _parts(ship, n)
         write_parts(stack, ships[ship])
-    rollup_rebuild(stack, *ships)
     return ships
 
 

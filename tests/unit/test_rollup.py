@@ -31,12 +31,16 @@ class FakeIO:
     def put(self, ship: str, start_us: int, kwh: float) -> None:
         self.parts[(ship, "main", start_us)] = (kwh, 900.0)
 
-    def part_sums(self, ships: Sequence[str] | None, start_us: int,
-                  end_us: int) -> dict[tuple[str, str], list[tuple[int, Sum]]]:
-        out: dict[tuple[str, str], list[tuple[int, Sum]]] = {}
+    def part_sums(self, ships: Sequence[str] | None, start_us: int, end_us: int,
+                  bucket_us: int) -> dict[tuple[str, str], list[tuple[int, Sum]]]:
+        acc: dict[tuple[str, str, int], list[float]] = {}
         for (ship, meter, t), (kwh, sec) in sorted(self.parts.items(), key=lambda i: i[0][2]):
             if (ships is None or ship in ships) and start_us <= t < end_us:
-                out.setdefault((ship, meter), []).append((t - t % QUARTER_US, Sum(kwh, sec, 1.0)))
+                v = acc.setdefault((ship, meter, t - t % bucket_us), [0.0, 0.0, 0.0])
+                v[0], v[1], v[2] = v[0] + kwh, v[1] + sec, v[2] + 1
+        out: dict[tuple[str, str], list[tuple[int, Sum]]] = {}
+        for (ship, meter, t), v in sorted(acc.items(), key=lambda i: i[0][2]):
+            out.setdefault((ship, meter), []).append((t, Sum(v[0], v[1], v[2])))
         return out
 
     def stored(self, ships: Sequence[str] | None, start_us: int, end_us: int) -> dict[Key, Sum]:
@@ -163,3 +167,15 @@ def _run(refuse: bool) -> list[str]:
 def test_batcher_marks_before_the_parts_and_queues_after_they_are_stored_or_refused() -> None:
     assert _run(False) == ["before 1", "parts", "stored", "after entry"]
     assert _run(True) == ["before 1", "parts", "refused", "after entry"]
+
+
+def test_days_of_a_half_hour_zone_are_summed_from_half_hours() -> None:
+    io = FakeIO()
+    kolkata = parse_tz("Asia/Kolkata")
+    for i in range(96 * 2):  # two UTC days of 1 kWh per quarter
+        io.put("k", H0 + i * QUARTER_US, 1.0)
+    assert reconcile(io, ["k"], H0, H0 + 48 * HOUR_US, kolkata).clean
+    days = sorted((k.start_us, v.kwh) for k, v in io.coarse.items() if k.level == "day")
+    # Kolkata days begin at 18:30 UTC: 2 Jan 00:00Z is 05:30 local, 74 quarters before midnight.
+    assert days == [(H0 - 22 * QUARTER_US, 74.0), (H0 + 74 * QUARTER_US, 96.0),
+                    (H0 + 170 * QUARTER_US, 22.0)]
