@@ -103,6 +103,9 @@ def test_overview_lists_ships_and_top_users(stack: Stack, ship: str, tmp_path: P
     assert 'data-loaded="overview"' in dom, dom[-3000:]
     # Without a choice, the fleet's zone and 15-minute windows.
     assert f'data-tz="{stack.cfg.query.timezone}"' in dom and 'data-every="15m"' in dom
+    daily = chromium(url + "&every=1d&tz=Asia/Kolkata", tmp_path, "--dump-dom").stdout
+    assert 'data-loaded="overview"' in daily and 'data-tz="Asia/Kolkata"' in daily, daily[-3000:]
+    assert "Fleet, last 90 days" in daily and "kWh per day (Asia/Kolkata)" in daily
     assert f'href="#ship={ship}"' in dom  # in the ships table and the top list
     assert re.search(r'<ol id="top">.*?' + re.escape(ship), dom, re.S)
     ARTIFACTS.mkdir(exist_ok=True)
