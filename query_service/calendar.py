@@ -209,6 +209,35 @@ async def period_totals(influx: InfluxClient, config: Config, start_us: int, end
     return answer
 
 
+async def range_totals(influx: InfluxClient, config: Config, start_us: int, end_us: int, *,
+                       ships: Sequence[str] | None = None,
+                       meter: str | None = None) -> CalendarAnswer:
+    """The energy of [start_us, end_us) as one period (ranking, totals): daily series for the
+    fleet's whole days inside, hourly for whole hours, parts for the rest. ``periods`` holds the
+    one period; coverage divides by the range's length."""
+    zone = await coarse_zone(influx, config)
+    fleet_tz = parse_tz(zone) if zone else parse_tz(config.query.timezone)
+    whole = [Period(start_us, end_us)]
+    answer = CalendarAnswer(whole)
+    if ships is not None and not ships:
+        return answer
+    pieces = plan(start_us, end_us, "1y", fleet_tz, fleet_tz, hourly=zone is not None,
+                  daily=zone is not None, period_list=whole)
+    horizon = horizon_us(config.influxdb)
+    if horizon is not None and any(p.source == "parts" and p.start_us < horizon for p in pieces):
+        answer.truncated_before = horizon
+        pieces = [p if p.source != "parts" or p.start_us >= horizon
+                  else Piece("parts", horizon, p.end_us)
+                  for p in pieces if p.source != "parts" or p.end_us > horizon]
+    answer.sources = pieces
+    statements = _statements(config, pieces, whole, ships, meter)
+    results = await influx.query_all([s for _p, _i, s in statements], kind="totals")
+    for (piece, _first, _statement), result in zip(statements, results, strict=True):
+        for series in result:
+            _add(answer, [start_us], piece, series)
+    return answer
+
+
 def ship_sums(answer: CalendarAnswer) -> dict[str, dict[int, Total]]:
     """The answer summed over meters, per ship."""
     out: dict[str, dict[int, Total]] = {}

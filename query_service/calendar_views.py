@@ -17,7 +17,13 @@ from fleet.coarse import horizon_us
 from fleet.config import Config
 from fleet.schema import METER_ID
 from fleet.timeutil import parse_datetime
-from query_service.calendar import CalendarAnswer, Total, period_totals, ship_sums
+from query_service.calendar import (
+    CalendarAnswer,
+    Total,
+    period_totals,
+    range_totals,
+    ship_sums,
+)
 from query_service.energy import (
     FILLS,
     LABELS,
@@ -154,3 +160,35 @@ async def fleet_energy(request: web.Request) -> web.Response:
         body["meter"] = req.meter
     return respond(request, body, ("time", "kwh", "ships", "mean_kwh", "coverage"), out,
                    "fleet-energy")
+
+
+async def ranking(request: web.Request, start_us: int, end_us: int,
+                  meter: str | None) -> dict[str, tuple[float, float]]:
+    """Each ship's (kWh, covered seconds) in [start, end), from the coarsest exact series."""
+    answer = await range_totals(request.app[INFLUX], request.app[CONFIG], start_us, end_us,
+                                meter=meter)
+    return {ship: (per[0].kwh, per[0].seconds) for ship, per in ship_sums(answer).items()
+            if 0 in per}
+
+
+async def fleet_top(request: web.Request, count: int) -> web.Response:
+    """``/v1/fleet/top`` with ``tz``, ``meter`` or a calendar ``every`` (windows per ship)."""
+    config = request.app[CONFIG]
+    req = _Request(request.query, config.http.max_windows)
+    totals = await ranking(request, req.start_us, req.end_us, req.meter)
+    ranked = sorted(totals.items(), key=lambda item: (-item[1][0], item[0]))[:count]
+    range_s = (req.end_us - req.start_us) / US
+    out: list[dict[str, Any]] = [
+        {"rank": i + 1, "ship": ship, "kwh": kwh, "coverage": seconds / range_s}
+        for i, (ship, (kwh, seconds)) in enumerate(ranked)]
+    if request.query.get("every") and out:
+        answer = await period_totals(request.app[INFLUX], config, req.start_us, req.end_us,
+                                     req.every, req.tz, ships=[r["ship"] for r in out],
+                                     meter=req.meter, max_windows=req.max_windows)
+        per_ship = ship_sums(answer)
+        for row in out:
+            row["windows"] = req.windows(answer, per_ship.get(row["ship"], {}))
+    body: dict[str, Any] = {**req.head(), "count": count, "unit": "kWh", "ships": out}
+    if req.meter is not None:
+        body["meter"] = req.meter
+    return respond(request, body, ("rank", "ship", "kwh", "coverage"), out, "fleet-top")

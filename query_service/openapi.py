@@ -258,9 +258,10 @@ _SPEC: dict[str, Any] = {
             "Ranked by kWh in [start, end), ties by id. With an explicit every, each ship "
             "carries its windows (label and fill apply to them).",
             [_param("count", "How many ships.", {"type": "integer", "minimum": 1,
-                                                 "maximum": 1000, "default": 10}), *_RANGE],
+                                                 "maximum": 1000, "default": 10}), *_CALENDAR],
             _obj(["start", "end", "count", "ships"], start=_TIME, end=_TIME,
                  every={"type": "string"}, label={"type": "string"}, unit={"type": "string"},
+                 tz={"type": "string"}, meter={"type": "string"},
                  count={"type": "integer"}, ships={"type": "array", "items": _obj(
                      ["rank", "ship", "kwh", "coverage"], rank={"type": "integer"},
                      ship={"type": "string"}, kwh=_NUM, coverage=_NUM,

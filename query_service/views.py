@@ -162,12 +162,14 @@ async def fleet_top(request: web.Request) -> web.Response:
     """``GET /v1/fleet/top?count=N``: the N ships with the most kWh in [start, end); with an
     explicit ``every``, each ship's windows too."""
     count = integer(request.query, "count", 10, 1, MAX_TOP)
+    if calendar_request(request.query, request.app[CONFIG]):
+        return await calendar_views.fleet_top(request, count)
     series = bool(request.query.get("every"))
     # Ranking is one sum over the range: the window bound applies only to the series.
     max_windows = request.app[CONFIG].http.max_windows if series else MAX_US - MIN_US
     query = parse_range(request.query, max_windows)
     influx = request.app[INFLUX]
-    totals = await influx.totals(query.start_us, query.end_us)
+    totals = await calendar_views.ranking(request, query.start_us, query.end_us, None)
     ranked = sorted(totals.items(), key=lambda item: (-item[1][0], item[0]))[:count]
     range_s = (query.end_us - query.start_us) / US
     out: list[dict[str, Any]] = [

@@ -239,6 +239,15 @@ def test_randomized_corpus_out_of_order_equals_the_15_minute_sums(hist: History)
         for every, tz in cases:
             answer = hist.energy(ship, start=start, end=end, every=every, tz=tz)["windows"]
             assert same(answer, expected_periods(windows, s_us, e_us, every, tz)), (every, tz)
+    status, top = hist.get("/v1/fleet/top", start=start, end=end, count="1000", meter="main",
+                           tz="Europe/Oslo", every="1mo")
+    assert status == 200, top
+    ranked = {r["ship"]: r for r in top["ships"]}
+    for ship in ships:
+        windows = hist.energy(ship, start=start, end=end)["windows"]
+        assert ranked[ship]["kwh"] == pytest.approx(sum(w["kwh"] for w in windows), rel=1e-9)
+        assert same(ranked[ship]["windows"],
+                    expected_periods(windows, s_us, e_us, "1mo", "Europe/Oslo"))
     status, fleet15 = hist.get("/v1/fleet/energy", start=start, end=end)
     assert status == 200
     for every, tz in (("1mo", "Europe/Oslo"), ("1d", "Asia/Kolkata")):
