@@ -74,9 +74,11 @@ test: venv test-deps check compose-check
 run: venv run-deps
 	$(BIN)/python -m launcher
 
+# The benchmark also needs wrk (the HTTP load generator) and mosquitto_sub (the broker's ceiling).
 bench: venv run-deps
+	@$(call apt_ensure,wrk=wrk mosquitto_sub=mosquitto-clients)
 	$(BIN)/pip install --quiet -e '.[dev,bench]'
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf .fleet .pytest_cache .mypy_cache .ruff_cache

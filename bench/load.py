@@ -1,4 +1,5 @@
-"""Load for fault tests and benchmarks: many ships publishing QoS 1 from one thread.
+"""Load for fault tests and benchmarks: the messages, how many points they make, and many ships
+publishing QoS 1 from one thread.
 
 Each ship is its own paho client under its own account (anonymous is refused). One thread drives
 them all with ``select()``: a publish is one ``send()`` on the caller's thread, with no wake-up of a
@@ -11,6 +12,7 @@ unacknowledged messages again (DUP), so every message is eventually acknowledged
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import select
 import threading
@@ -24,6 +26,66 @@ import paho.mqtt.client as mqtt
 
 from fleet import topics
 from fleet.mqttclient import plain_client
+
+# 15-minute windows: a reading that straddles a window boundary is stored as one part per window.
+WINDOW_S = 900
+# Run k of a measurement uses its own 400 days from base k, so no two runs' points share a range.
+# 1_599_999_300 is a 15-minute boundary (2020-09-13T12:15:00Z) and 400 days are whole windows.
+ALIGNED_BASE = 1_599_999_300
+RUN_SPAN_S = 400 * 86400
+
+
+def run_base(k: int, offset_s: int = 0) -> int:
+    """Start time of the k-th run's range, ``offset_s`` past a 15-minute boundary."""
+    return ALIGNED_BASE + k * RUN_SPAN_S + offset_s
+
+
+def iso(ts: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+
+
+def reading_s(readings: int, step_s: int | None = None) -> int:
+    """Seconds one reading covers: 15-minute kWh readings one to a message, else 5-minute kW."""
+    return step_s or (WINDOW_S if readings == 1 else 300)
+
+
+def message_span_s(readings: int, step_s: int | None = None) -> int:
+    """Seconds of measuring one message holds."""
+    return readings * reading_s(readings, step_s)
+
+
+def payload(ship: str, i: int, readings: int, base: int, step_s: int | None = None) -> bytes:
+    """Message i of a ship: ``readings`` consecutive readings of ``reading_s`` seconds each,
+    following message i - 1 without a gap. One 15-minute reading is sent as kWh, anything else as
+    kW (a single shorter one with its ``interval``)."""
+    step = reading_s(readings, step_s)
+    start = base + i * readings * step
+    data = [{"datetime": iso(start + k * step), "value": (i + k) % 17 + 0.25}
+            for k in range(readings)]
+    doc: dict[str, Any] = {"units": "kWh" if step == WINDOW_S and readings == 1 else "kW",
+                           "data": data}
+    if readings == 1 and step != WINDOW_S:
+        doc["interval"] = step
+    return json.dumps(doc, separators=(",", ":")).encode()
+
+
+def pieces(start_s: int, seconds: int) -> int:
+    """Parts one reading over [start, start + seconds) is stored as: one per window it touches."""
+    first = start_s // WINDOW_S
+    last = (start_s + seconds - 1) // WINDOW_S
+    return last - first + 1
+
+
+def expected_points(ships: int, per_ship: int, readings: int, base: int,
+                    step_s: int | None = None) -> int:
+    """Points the messages of :func:`payload` make in InfluxDB (no two share a time and ship).
+
+    At a 15-minute boundary it is one per reading; 700 s past one, a 15-minute reading makes two
+    parts and one 5-minute reading in three straddles a boundary.
+    """
+    step = reading_s(readings, step_s)
+    n = per_ship * readings
+    return ships * sum(pieces(base + k * step, step) for k in range(n))
 
 
 @dataclass
@@ -69,6 +131,7 @@ class Publisher:
         self.host, self.port, self.window = host, port, window
         self._ships: list[_Ship] = []
         self._result: LoadResult | None = None
+        self.acked = 0  # PUBACKs received so far (read from other threads while running)
         tag = uuid.uuid4().hex[:6]
         for k, (ship, password) in enumerate(accounts):
             client = plain_client(f"{prefix}-{tag}-{ship}", username=ship, password=password)
@@ -101,6 +164,7 @@ class Publisher:
             self._result.refused += 1
         else:
             self._result.acked_at[k][i] = time.perf_counter()
+            self.acked += 1
 
     # -- driving -----------------------------------------------------------------------------------
 
@@ -162,12 +226,16 @@ class Publisher:
         deadline = time.monotonic() + timeout
         last_misc = 0.0
         window = self.window
+        cursor = 0
         while time.monotonic() < deadline and not (stop is not None and stop.is_set()):
             budget = total - sent if rate is None else int(rate * (time.perf_counter() - t0)) - sent
             progressed = True
             while budget > 0 and progressed:
                 progressed = False
-                for k in range(n):
+                # Round robin from where the last pass stopped: under a rate every ship sends in
+                # turn (ship k's message i is the (i * n + k)-th), not the first ships first.
+                for j in range(n):
+                    k = (cursor + j) % n
                     s = self._ships[k]
                     msgs = messages[k]
                     if s.next >= len(msgs) or s.inflight >= window or not s.connected:
@@ -182,6 +250,7 @@ class Publisher:
                     budget -= 1
                     progressed = True
                     if budget <= 0:
+                        cursor = k + 1
                         break
             outstanding = sum(s.inflight for s in self._ships)
             if sent >= total and outstanding == 0:

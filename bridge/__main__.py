@@ -8,7 +8,7 @@ import threading
 
 from prometheus_client import start_http_server
 
-from bridge.batcher import Batcher
+from bridge.batcher import Batcher, Store
 from bridge.metrics import BridgeMetrics
 from bridge.mqtt import Bridge
 from bridge.rollup import Rollup
@@ -57,7 +57,10 @@ def _prepare_rollup(cfg: Config, store: InfluxStore, stop: threading.Event) -> R
     return None
 
 
-def run(cfg: Config) -> int:
+def run(cfg: Config, *, store: Store | None = None, bridge_type: type[Bridge] = Bridge) -> int:
+    """``store`` and ``bridge_type`` replace the InfluxDB client and the MQTT side (the benchmark's
+    ceilings: the bridge without its database, or without its normalization); a replaced store
+    has no database, so no coarse series are kept for it."""
     stop = stop_on_signals(log, "flushing and stopping")
 
     metrics = BridgeMetrics()
@@ -65,19 +68,23 @@ def run(cfg: Config) -> int:
         start_http_server(cfg.bridge.metrics_port, addr=cfg.http.host, registry=metrics.registry)
         log.info("metrics on http://%s:%d/metrics", cfg.http.host, cfg.bridge.metrics_port)
 
-    store = _prepare_store(cfg, stop)
+    if store is None:
+        store = _prepare_store(cfg, stop)
     if store is None:
         return 0
-    rollup = _prepare_rollup(cfg, store, stop)
-    if rollup is None:
-        return 0
+    writes_to = store
+    rollup: Rollup | None = None
+    if isinstance(store, InfluxStore):
+        rollup = _prepare_rollup(cfg, store, stop)
+        if rollup is None:
+            return 0
 
     def make_batcher(bridge: Bridge) -> Batcher:
-        return Batcher(store, bridge, metrics, batch_size=cfg.bridge.batch_size,
+        return Batcher(writes_to, bridge, metrics, batch_size=cfg.bridge.batch_size,
                        flush_interval=cfg.bridge.flush_interval,
                        retry_max_delay=cfg.bridge.retry_max_delay, coarse=rollup)
 
-    bridge = Bridge(cfg, make_batcher, metrics)
+    bridge = bridge_type(cfg, make_batcher, metrics)
     writer = threading.Thread(target=bridge.batcher.run, name="influx-writer", daemon=True)
     writer.start()
     bridge.start()
@@ -93,9 +100,11 @@ def run(cfg: Config) -> int:
     # its subscription so the broker queues what ships publish while the bridge is away.
     bridge.batcher.stop()
     writer.join(timeout=10)
-    rollup.stop()
+    if rollup is not None:
+        rollup.stop()
     bridge.stop()
-    store.close()
+    if isinstance(store, InfluxStore):
+        store.close()
     log.info("bridge stopped")
     return 0
 

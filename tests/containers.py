@@ -48,9 +48,18 @@ class ContainerService:
         else:
             self.container.get_wrapped_container().start()
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and not self.ready():
+        while not self.ready():
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"{self.name} container not ready after {timeout:.0f}s: "
+                                   f"{self._log_tail()}")
             time.sleep(0.2)
         return self
+
+    def _log_tail(self) -> str:
+        with contextlib.suppress(Exception):
+            logs = self.container.get_logs()
+            return b"".join(part or b"" for part in logs)[-500:].decode(errors="replace")
+        return "(no logs)"
 
     @property
     def host(self) -> str:

@@ -29,7 +29,7 @@ from typing import Any
 
 import pytest
 
-from bench.load import LoadResult, Publisher
+from bench.load import LoadResult, Publisher, iso
 from fleet.errors import PayloadError
 from fleet.normalize import process_payload, windows
 from launcher.servers import Service, free_port
@@ -40,10 +40,6 @@ BASE = 1_535_068_800  # 2018-08-24T00:00:00Z
 # seconds) and a short retry backoff (so a case does not wait 30 s for the next attempt).
 BRIDGE_ENV = {"FLEET_BRIDGE_MAX_INFLIGHT": "1000", "FLEET_BRIDGE_RETRY_MAX_DELAY": "1",
               "FLEET_INFLUXDB_TIMEOUT": "5"}
-
-
-def iso(ts: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
 
 
 def good_message(ship: str, i: int, base: int = BASE) -> bytes:
@@ -99,8 +95,9 @@ class Rig:
         self.bridges.clear()
 
     @staticmethod
-    def metric(svc: Service, name: str, **labels: str) -> float:
-        """One sample from the bridge's /metrics (0 when absent)."""
+    def metric(svc: Service, name: str, default: float | None = None, **labels: str) -> float:
+        """One sample from the bridge's /metrics; a missing sample fails the test unless a
+        ``default`` is given (a labelled counter appears only once counted)."""
         assert svc.env is not None
         port = svc.env["FLEET_BRIDGE_METRICS_PORT"]
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
@@ -108,7 +105,10 @@ class Rig:
         want = ",".join(f'{k}="{v}"' for k, v in labels.items())
         pattern = re.escape(name) + (r"\{" + re.escape(want) + r"\}" if want else "") + r" (\S+)"
         m = re.search(r"^" + pattern + r"$", text, re.MULTILINE)
-        return float(m.group(1)) if m else 0.0
+        if m:
+            return float(m.group(1))
+        assert default is not None, f"no sample {name}{labels or ''} in the bridge's /metrics"
+        return default
 
     # -- checks -------------------------------------------------------------------------------
     def stored(self, ships: Sequence[str]) -> dict[tuple[str, int], tuple[float, float]]:

@@ -57,19 +57,19 @@ def test_shared_subscription_survives_one_bridge_killed(faults: Rig) -> None:
     second = faults.bridge(FLEET_BRIDGE_SHARED_GROUP=group)
     pub = faults.publisher(accounts)
     thread, box = run_in_thread(pub, messages, rate=500, timeout=60)
-    eventually(lambda: faults.metric(first, "fleet_bridge_messages_total", outcome="stored") > 50
-               and faults.metric(second, "fleet_bridge_messages_total", outcome="stored") > 50,
+    eventually(lambda: faults.metric(first, "fleet_bridge_messages_total", outcome="stored", default=0.0) > 50
+               and faults.metric(second, "fleet_bridge_messages_total", outcome="stored", default=0.0) > 50,
                timeout=20, message="both bridges should take part")
     first.kill()
     killed_at = time.perf_counter()
-    before = faults.metric(second, "fleet_bridge_messages_total", outcome="stored")
+    before = faults.metric(second, "fleet_bridge_messages_total", outcome="stored", default=0.0)
     thread.join(90)
     pub.close()
     (result,) = box
     assert result.total_acked == 4000
     assert max(max(t) for t in result.sent_at) > killed_at + 2, "the kill should land mid-stream"
     # The survivor carried on: it stored its share of what was published after the kill.
-    eventually(lambda: faults.metric(second, "fleet_bridge_messages_total", outcome="stored")
+    eventually(lambda: faults.metric(second, "fleet_bridge_messages_total", outcome="stored", default=0.0)
                - before > 1000, timeout=20, message="the surviving bridge stalled")
     assert second.running()
     first.start(timeout=30)  # as the supervisor would: the killed member's share comes back

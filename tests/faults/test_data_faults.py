@@ -36,63 +36,101 @@ def many(n: int) -> bytes:
     return doc(units="kW", batch_id=f"many-{n}", data=data)
 
 
-def hostile_payloads() -> list[bytes]:
+STORED = "stored"  # every reading stored, nothing reported
+
+
+def refused_readings(n: int) -> tuple[str, int]:
+    """Some readings refused one by one: one ``bad_readings`` report naming ``n`` of them."""
+    return ("bad_readings", n)
+
+
+def hostile_cases() -> list[tuple[str, bytes, str | tuple[str, int]]]:
+    """(what, payload, outcome): each outcome stated from the contract, not from the code under
+    test. A string other than STORED is the reason the whole payload is refused with."""
     rnd = random.Random(4)
     reading = {"datetime": "2019-06-01T00:00:00Z", "value": 1}
+    plain = json.dumps({"units": "kW", "data": [reading]})
     return [
-        *(rnd.randbytes(n) for n in (1, 64, 4096)),
-        b"",
-        b"[" * 100_000 + b"]" * 100_000,  # nested past the parser's recursion limit
-        b'{"units": "kW", "data": ' + b"[" * 50_000 + b"]" * 50_000 + b"}",
-        json.dumps({"units": "kW", "data": [{"datetime": "2019-06-01T00:00:00Z",
-                                             "value": {"a": [[[{"b": 1}]]]}}]}).encode(),
-        padded(LIMIT),  # at the limit: stored
-        padded(LIMIT + 1),  # over it: refused, reported
-        doc(units="kWh", batch_id="extremes", data=[
-            {"datetime": "2019-06-01T00:00:00Z", "value": 1e308},  # refused: too large to store
+        *((f"{n} random bytes", rnd.randbytes(n), "not_json") for n in (1, 64, 4096)),
+        ("empty", b"", "not_json"),
+        ("nested past the parser's recursion limit", b"[" * 100_000 + b"]" * 100_000,
+         "not_json"),
+        ("data nested past the limit",
+         b'{"units": "kW", "data": ' + b"[" * 50_000 + b"]" * 50_000 + b"}", "not_json"),
+        ("a value that is an object", json.dumps(
+            {"units": "kW", "data": [{"datetime": "2019-06-01T00:00:00Z",
+                                      "value": {"a": [[[{"b": 1}]]]}}]}).encode(),
+         refused_readings(1)),
+        ("exactly at the size limit", padded(LIMIT), STORED),
+        ("one byte over the size limit", padded(LIMIT + 1), "too_large"),
+        ("extreme numbers", doc(units="kWh", batch_id="extremes", data=[
+            {"datetime": "2019-06-01T00:00:00Z", "value": 1e308},  # too large to store
             {"datetime": "2019-06-01T00:15:00Z", "value": -0.0},  # kept, stored as 0
             {"datetime": "2019-06-01T00:30:00Z", "value": 5e-324},  # kept (subnormal)
             {"datetime": "2019-06-01T00:45:00Z", "value": "1e308"},  # refused
-            {"datetime": "2019-06-01T01:00:00Z", "value": -1e-300},  # refused: negative
+            {"datetime": "2019-06-01T01:00:00Z", "value": -1e-300},  # negative
             {"datetime": "2019-06-01T01:15:00Z", "value": "NaN"},  # refused
             {"datetime": "2019-06-01T01:30:00Z", "value": 2.5},  # kept
-        ]),
-        b'{"units": "kW", "data": [{"datetime": "2019-06-01T00:00:00Z", "value": 1'
-        + b"0" * 400 + b"}]}",  # an integer beyond float range
-        b'{"units": "kW", "data": [{"datetime": "2019-06-01T00:00:00Z", "value": -0}]}',
-        json.dumps({"units": "kW", "data": [reading]}).encode("utf-16"),
-        json.dumps({"units": "kW", "data": [reading]}).encode("utf-32"),
-        b"\xef\xbb\xbf" + json.dumps({"units": "kW", "data": [reading]}).encode(),  # BOM
-        '{"units": "kW", "batch_id": "caf\xe9", "data": []}'.encode("latin-1"),
-        doc(units="\uff4b\uff37", data=[reading]),  # fullwidth "kW"
-        doc(units="kW", batch_id="odd-strings", data=[
+        ]), refused_readings(4)),
+        ("an integer beyond float range", b'{"units": "kW", "data": [{"datetime": '
+         b'"2019-06-01T00:00:00Z", "value": 1' + b"0" * 400 + b"}]}", refused_readings(1)),
+        ("-0", b'{"units": "kW", "data": [{"datetime": "2019-06-01T00:00:00Z", "value": -0}]}',
+         STORED),
+        ("UTF-16", plain.encode("utf-16"), "not_json"),
+        ("UTF-32", plain.encode("utf-32"), "not_json"),
+        ("UTF-8 with a BOM", b"\xef\xbb\xbf" + plain.encode(), "not_json"),
+        ("Latin-1", '{"units": "kW", "batch_id": "caf\xe9", "data": []}'.encode("latin-1"),
+         "not_json"),
+        ("fullwidth units", doc(units="\uff4b\uff37", data=[reading]), "unknown_units"),
+        ("odd strings", doc(units="kW", batch_id="odd-strings", data=[
             {"datetime": "2019-06-01T00:00:00Z", "value": "\uff11\uff12"},  # fullwidth digits
             {"datetime": "2019-06-01T00:15:00\ud800Z", "value": 1},  # lone surrogate
             {"datetime": "\u0662\u0660\u0661\u0669-06-01T00:30:00Z", "value": 1},  # Arabic digits
             {"datetime": "2019-06-01T00:45:00Z", "value": "3.5"},  # kept
-        ]),
-        doc(units="kW", batch_id="\ud800", data=[reading]),
-        doc(units="kW", batch_id="x" * 65, data=[reading]),
-        many(10_000),  # at max_readings_per_message: stored
-        many(10_001),  # over it: refused
+        ]), refused_readings(3)),
+        ("a lone surrogate as batch id", doc(units="kW", batch_id="\ud800", data=[reading]),
+         "bad_batch_id"),
+        ("a 65-character batch id", doc(units="kW", batch_id="x" * 65, data=[reading]),
+         "bad_batch_id"),
+        ("exactly max_readings_per_message", many(10_000), STORED),
+        ("one reading over it", many(10_001), "too_many_readings"),
     ]
 
 
-def expected_reports(ship: str, payloads: list[bytes]) -> tuple[list[str], int]:
-    """The reasons the bridge must report (one per refused payload or partial payload) and how
-    many readings it refuses one by one, per the reference normalizer."""
+def hostile_payloads() -> list[bytes]:
+    return [payload for _, payload, _ in hostile_cases()]
+
+
+def expected_reports(payloads: list[bytes]) -> tuple[list[str], int]:
+    """The reasons the bridge must report for ``payloads`` (hostile cases and good messages) and
+    how many readings it refuses one by one, from the stated outcomes."""
+    outcome = {payload: want for _, payload, want in hostile_cases()}
     reasons: list[str] = []
-    refused_readings = 0
+    refused = 0
     for p in payloads:
-        try:
-            n = process_payload(ship, p)
-        except PayloadError as exc:
-            reasons.append(exc.reason)
-            continue
-        if n.rejected:
-            reasons.append("bad_readings")
-            refused_readings += len(n.rejected)
-    return sorted(reasons), refused_readings
+        want = outcome.get(p, STORED)
+        if isinstance(want, tuple):
+            reasons.append(want[0])
+            refused += want[1]
+        elif want != STORED:
+            reasons.append(want)
+    return sorted(reasons), refused
+
+
+@pytest.mark.parametrize(("what", "payload", "want"), hostile_cases(),
+                         ids=[what for what, _, _ in hostile_cases()])
+def test_each_hostile_payload_has_its_stated_outcome(what: str, payload: bytes,
+                                                     want: str | tuple[str, int]) -> None:
+    """The normalizer against the table (the integration case below checks the bridge)."""
+    try:
+        n = process_payload("hostile-1", payload)
+    except PayloadError as exc:
+        assert exc.reason == want, what
+        return
+    if isinstance(want, tuple):
+        assert len(n.rejected) == want[1], (what, n.rejected)
+    else:
+        assert want == STORED and not n.rejected and n.parts, what
 
 
 @pytest.mark.timeout(120)
@@ -136,7 +174,7 @@ def test_hostile_payloads_mixed_into_good_traffic(faults: Rig) -> None:
     faults.check_stored([*good_ships, bad_ship], [*messages, sent],
                         accepted=lambda k, i: True, timeout=60)
     faults.assert_no_reports(good_ships)
-    want, want_readings = expected_reports(bad_ship, sent)
+    want, want_readings = expected_reports(sent)
 
     def reported() -> tuple[list[str], int]:
         got = faults.reports(bad_ship)
@@ -145,11 +183,11 @@ def test_hostile_payloads_mixed_into_good_traffic(faults: Rig) -> None:
 
     eventually(lambda: reported() == (want, want_readings), timeout=20,
                message=f"reports differ from {(want, want_readings)}")
-    assert want_readings >= 8 and len(want) >= 15
+    assert want_readings == 9 and len(want) == 19  # the table above, whole
     for svc in (bridge, faults.stack.broker, faults.stack.influx):
         assert svc.running(), f"{svc.name} died"
     assert bridge.pid == pid
-    assert faults.metric(bridge, "fleet_bridge_rejected_total", reason="internal_error") == 0
+    assert faults.metric(bridge, "fleet_bridge_rejected_total", reason="internal_error", default=0.0) == 0
 
 
 POISON_US = 1_925_078_400 * 1_000_000  # 2031-01-02T00:00:00Z; its shard (one week) is poisoned
@@ -181,7 +219,7 @@ def test_write_refused_by_influxdb_is_reported_and_the_rest_flows(faults: Rig) -
             messages[k][i] = poisoned_message(ships[k], j)
             poisoned.add((k, i))
     bridge = faults.bridge()
-    before = faults.metric(bridge, "fleet_bridge_rejected_total", reason="storage_refused")
+    before = faults.metric(bridge, "fleet_bridge_rejected_total", reason="storage_refused", default=0.0)
     pub = faults.publisher(accounts)
     thread, box = run_in_thread(pub, messages, rate=400, timeout=60)
     thread.join(90)
@@ -191,7 +229,7 @@ def test_write_refused_by_influxdb_is_reported_and_the_rest_flows(faults: Rig) -
     faults.check_stored(ships, messages, result, timeout=60,
                         accepted=lambda k, i: (k, i) not in poisoned)
     eventually(lambda: faults.metric(bridge, "fleet_bridge_rejected_total",
-                                     reason="storage_refused") - before == len(poisoned),
+                                     reason="storage_refused", default=0.0) - before == len(poisoned),
                timeout=20, message="each refused message counted once")
     for k, ship in enumerate(ships):
         reports = faults.reports(ship)

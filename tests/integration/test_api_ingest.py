@@ -4,7 +4,6 @@ the bridge like any MQTT payload."""
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 import pytest
@@ -43,6 +42,19 @@ def _published(session: MqttSession, ship: str) -> list[Any]:
     return [m for m in session.messages if m.topic == f"fleet/ships/{ship}/readings"]
 
 
+def _after_marker(stack: Stack, session: MqttSession, ship: str, password: str) -> list[Any]:
+    """What ``session`` saw published as ``ship`` before a good marker POST, once the marker
+    itself arrived: proof the watcher works, and a barrier (the broker forwards a ship's
+    messages in order, and each earlier one was acknowledged before its answer came back)."""
+    marker = {**EXAMPLE_1, "batch_id": f"marker-{ship}"}
+    assert post(stack, marker, basic(ship, password)).status == 202
+    session.wait_for(lambda m: m.topic == f"fleet/ships/{ship}/readings"
+                     and json.loads(m.payload).get("batch_id") == marker["batch_id"], timeout=10)
+    seen = _published(session, ship)
+    assert json.loads(seen[-1].payload)["batch_id"] == marker["batch_id"]
+    return seen[:-1]
+
+
 def test_post_is_published_as_the_ship_and_stored(stack: Stack, watcher: MqttSession) -> None:
     ship, password = stack.ship()
     payload = {**EXAMPLE_1, "spaceship_id": ship, "batch_id": "http-1"}
@@ -63,7 +75,8 @@ def test_post_is_published_as_the_ship_and_stored(stack: Stack, watcher: MqttSes
     assert [w["kwh"] for w in windows] == [12.0, 26.0, 18.0]
 
 
-def test_partly_bad_payload_is_published_with_the_refusals(stack: Stack) -> None:
+def test_partly_bad_payload_is_published_with_the_refusals(stack: Stack,
+                                                           watcher: MqttSession) -> None:
     ship, password = stack.ship()
     payload = {"units": "kW", "data": [{"datetime": f"{DAY}T00:00:00Z", "value": 4},
                                        {"datetime": f"{DAY}T00:15:00Z", "value": -1}]}
@@ -72,6 +85,17 @@ def test_partly_bad_payload_is_published_with_the_refusals(stack: Stack) -> None
     assert reply.json["accepted"] == 1
     assert reply.json["rejected"] == [{"index": 1, "reason": "negative",
                                        "detail": "value -1 is negative"}]
+    # Published as sent (the bridge refuses the bad reading itself); only the good one stored:
+    # 4 kW over its 15 minutes (the spacing of the readings) is 1 kWh.
+    message = watcher.wait_for(lambda m: m.topic == f"fleet/ships/{ship}/readings", timeout=5)
+    assert json.loads(message.payload) == payload
+
+    def stored() -> Any:
+        status, body = stack.http_get(f"/v1/ships/{ship}/energy", {**RANGE, "every": "15m"})
+        return body["windows"] if status == 200 and body["windows"] else None
+
+    windows = eventually(stored, 20, message="the bridge never stored the good reading")
+    assert [(w["time"], w["kwh"]) for w in windows] == [(f"{DAY}T00:00:00Z", 1.0)]
 
 
 def test_other_ships_id_is_refused_and_nothing_published(stack: Stack,
@@ -85,9 +109,8 @@ def test_other_ships_id_is_refused_and_nothing_published(stack: Stack,
     # Its own id with the other ship's password: the broker refuses the credentials.
     _, victim_password = stack.ship(victim)
     assert post(stack, EXAMPLE_1, basic(ship, victim_password)).status == 401
-    time.sleep(0.5)
-    assert _published(watcher, ship) == []
-    assert _published(watcher, victim) == []
+    assert _after_marker(stack, watcher, ship, password) == []
+    assert _after_marker(stack, watcher, victim, victim_password) == []
 
 
 def test_refusals_list_every_reason_and_publish_nothing(stack: Stack,
@@ -114,8 +137,7 @@ def test_refusals_list_every_reason_and_publish_nothing(stack: Stack,
     assert reply.status == 400, reply.text
     assert [(r["index"], r["reason"]) for r in reply.json["reasons"]] == [
         (0, "bad_datetime"), (1, "missing_value"), (2, "bad_value"), (3, "negative")]
-    time.sleep(0.5)
-    assert _published(watcher, ship) == []
+    assert _after_marker(stack, watcher, ship, password) == []
 
 
 def test_credentials_are_checked_by_the_broker(stack: Stack) -> None:

@@ -69,17 +69,28 @@ def publish_all(stack: Stack, ship: str, password: str, n: int, pause: float = 0
 def test_bridge_killed_mid_stream_loses_nothing(own: Stack) -> None:
     ships = [own.ship() for _ in range(3)]
     bridge = own.start_bridge(client_id="restart-me")
-    n = 600  # about 3 s of publishing: both kills land mid-stream
+    n = 1000  # about 5 s of publishing: both kills land mid-stream (checked below)
     threads = [threading.Thread(target=publish_all, args=(own, s, p, n, 0.005)) for s, p in ships]
     for t in threads:
         t.start()
+    at_kill: list[tuple[list[int], bool]] = []
+    last = 0
     for _ in range(2):
-        eventually(lambda: stored(own, ships[0][0])[0] > 0, message="bridge stores nothing")
+        # Each bridge (the first, then the restarted one) has stored something of its own.
+        eventually(lambda last=last: stored(own, ships[0][0])[0] > last,
+                   message="bridge stores nothing")
         time.sleep(0.3)
+        counts = [stored(own, s)[0] for s, _ in ships]
+        publishing = all(t.is_alive() for t in threads)
         bridge.kill()  # SIGKILL: no flush, no goodbye
+        at_kill.append((counts, publishing))
+        last = counts[0]
         bridge.start(timeout=30)  # same client id: the persistent session comes back
     for t in threads:
         t.join(timeout=60)
+    # Mid-stream: at each kill the ships were still publishing and part of each stream was stored.
+    for counts, publishing in at_kill:
+        assert publishing and counts[0] > 0 and max(counts) < n, at_kill
     for ship, _ in ships:
         assert eventually(lambda s=ship: stored(own, s) == expected(n), timeout=60,
                           message=f"{ship} incomplete"), stored(own, ship)

@@ -223,6 +223,12 @@ def test_ship_cannot_write_as_another(stack: Stack) -> None:
 
 def test_refused_connections(stack: Stack) -> None:
     ship_id, password = stack.ship()
+    # Positive control: the same account with its own password is let in and may publish.
+    right = stack.client(ship_id, password)
+    assert not right.connack.is_failure
+    assert not right.publish(f"fleet/ships/{ship_id}/readings",
+                             {"units": "kWh", "data": readings(0, 15, [5])}).is_failure
+    right.close()
     anonymous = stack.client(None, None)
     assert anonymous.connack.is_failure
     wrong = stack.client(ship_id, password + "x")
@@ -242,19 +248,33 @@ def test_refused_connections(stack: Stack) -> None:
 def test_bridge_metrics_count_rejections(stack: Stack) -> None:
     import urllib.request
 
-    send(stack, {"units": "kWh", "data": [*readings(2, 15, [1]),
-                                         {"datetime": "2018-08-24T03:00:00Z", "value": -4}]})
     url = f"http://127.0.0.1:{stack.cfg.bridge.metrics_port}/metrics"
 
-    def negative_count() -> float:
+    def counts() -> dict[str, float]:
         with urllib.request.urlopen(url, timeout=5) as resp:
             text = resp.read().decode()
-        for row in text.splitlines():
-            if row.startswith('fleet_bridge_rejected_total{reason="negative"}'):
-                return float(row.split()[-1])
-        return 0.0
+        out = {}
+        for name in ('fleet_bridge_rejected_total{reason="negative"}',
+                     'fleet_bridge_rejected_total{reason="not_finite"}',
+                     'fleet_bridge_readings_total{outcome="accepted"}'):
+            out[name] = next((float(row.split()[-1]) for row in text.splitlines()
+                              if row.startswith(name + " ")), 0.0)
+        return out
 
-    assert eventually(negative_count) >= 1
+    before = counts()
+    _, session, _ = send(stack, {"units": "kWh", "data": [
+        *readings(2, 15, [1]), {"datetime": "2018-08-24T03:00:00Z", "value": -4},
+        {"datetime": "2018-08-24T03:15:00Z", "value": -5}]})
+    session.close()
+
+    def delta() -> dict[str, float]:
+        return {k: v - before[k] for k, v in counts().items()}
+
+    # This message's two negative readings and one good one, counted now (not left by others).
+    want = {'fleet_bridge_rejected_total{reason="negative"}': 2.0,
+            'fleet_bridge_rejected_total{reason="not_finite"}': 0.0,
+            'fleet_bridge_readings_total{outcome="accepted"}': 1.0}
+    eventually(lambda: delta() == want, message=f"metric deltas differ from {want}")
 
 
 def test_unknown_parameter_is_a_400_naming_it(stack: Stack) -> None:

@@ -452,10 +452,25 @@ def test_metrics_count_requests_and_queries(cfg: Config) -> None:
 
 
 def test_two_apps_in_one_process_have_separate_metrics(cfg: Config) -> None:
-    first = get(cfg, "/metrics")
-    second = get(cfg, "/metrics")
-    assert first.status == second.status == 200
-    assert "fleet_query_influxdb_query_duration_seconds" in second.text
+    """Requests to one app are counted by it alone: the other's registry does not see them."""
+    async def run() -> tuple[str, str]:
+        async with TestClient(TestServer(create_app(cfg))) as a, \
+                TestClient(TestServer(create_app(cfg))) as b:
+            for _ in range(3):
+                async with a.get("/v1/ships/1/energy", params=RANGE) as resp:
+                    assert resp.status == 200
+            async with a.get("/metrics") as ra, b.get("/metrics") as rb:
+                assert ra.status == rb.status == 200
+                return await ra.text(), await rb.text()
+
+    def energy_requests(text: str) -> float:
+        return sum(float(row.rsplit(" ", 1)[1]) for row in text.splitlines()
+                   if row.startswith("fleet_query_http_requests_total{") and "energy" in row)
+
+    first, second = asyncio.run(run())
+    assert energy_requests(first) == 3
+    assert energy_requests(second) == 0
+    assert "fleet_query_influxdb_query_duration_seconds" in second
 
 
 # -- entry points ---------------------------------------------------------------------------------

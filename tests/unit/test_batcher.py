@@ -23,6 +23,7 @@ class FakeStore:
         self.outages = outages
         self.written: list[str] = []
         self.calls = 0
+        self.sizes: list[int] = []  # points per successful write
 
     def write(self, body: bytes) -> None:
         self.calls += 1
@@ -35,6 +36,7 @@ class FakeStore:
         if "bad" in text:
             raise StoreRejectedError("400: field type conflict")
         self.written.extend(text.split("\n"))
+        self.sizes.append(len(text.split("\n")))
 
 
 class Sink:
@@ -129,4 +131,8 @@ def test_batches_respect_batch_size(batch_size: int) -> None:
     store = FakeStore()
     sink = drain(store, [item(i, [f"p{i}"]) for i in range(7)], batch_size=batch_size)
     assert sorted(sink.stored) == list(range(7))
-    assert store.calls >= -(-7 // batch_size)
+    # All seven were queued before the writer ran: full batches (never over the size, never
+    # smaller than it could be), the remainder last.
+    full, rest = divmod(7, batch_size)
+    assert store.sizes == [batch_size] * full + ([rest] if rest else [])
+    assert store.calls == len(store.sizes)

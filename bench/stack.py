@@ -1,0 +1,320 @@
+"""The benchmark's private stack: Mosquitto, InfluxDB, the bridge (real or a ceiling variant) and
+the query service on free loopback ports under a temporary directory, and the ways the
+measurements drive it (publisher processes, the stop rule, metrics, InfluxDB reads and writes).
+
+The only module of the benchmark that imports the launcher's process helpers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from bench.load import run_base
+from bench.stats import ShortfallError, log
+from fleet.accounts import Accounts
+from fleet.config import Config, load_config
+from fleet.mqttclient import plain_client
+from launcher.servers import (
+    REPO_ROOT,
+    Service,
+    bridge_service,
+    broker_dir,
+    free_port,
+    influxd_service,
+    isolated_overrides,
+    mosquitto_service,
+    query_service,
+    tcp_ready,
+)
+
+SHIPS = 100
+BRIDGE_KINDS = {
+    "pipeline": ["-m", "bridge"],
+    "null": ["-m", "bench.nullbridge"],          # normalizes, writes nothing
+    "raw": ["-m", "bench.nullbridge", "--raw"],  # neither normalizes nor writes
+}
+
+
+@dataclass
+class Bench:
+    root: Path
+    env: dict[str, str]
+    cfg: Config
+    accounts: Accounts
+    influx: Service
+    broker: Service
+    ships: list[tuple[str, str]]
+    operator: tuple[str, str]
+    headers: dict[str, str] = field(default_factory=dict)  # the query service's bearer token
+    bridge: Service | None = None
+    bridge_kind: str = ""
+    bridge_id: str = ""
+    query: Service | None = None
+    _started: int = 0
+    _runs: int = 0
+
+    def new_base(self, offset_s: int = 0) -> int:
+        """A time range no other run of this bench has used (400 days from the returned start)."""
+        self._runs += 1
+        return run_base(self._runs, offset_s)
+
+    # -- processes ---------------------------------------------------------------------------
+
+    def start_bridge(self, kind: str = "pipeline", *, client_id: str | None = None,
+                     **env: str) -> Service:
+        """A bridge process of ``kind`` (see BRIDGE_KINDS); a fresh session unless ``client_id``
+        names one kept from before (the backlog)."""
+        if self.bridge is not None:
+            self.stop_bridge()
+        self._started += 1
+        cid = client_id or f"bench-bridge-{self._started}"
+        benv = {**self.env, "FLEET_BRIDGE_CLIENT_ID": cid, **env}
+        svc = bridge_service(load_config(env=benv), benv)
+        svc.argv = [sys.executable, *BRIDGE_KINDS[kind]]
+        self.bridge, self.bridge_kind, self.bridge_id = svc.start(timeout=60), kind, cid
+        return svc
+
+    def stop_bridge(self, *, forget: bool = True) -> None:
+        """Stop the bridge; with ``forget`` its session goes too, so nothing queues for it."""
+        if self.bridge is None:
+            return
+        with contextlib.suppress(Exception):
+            self.bridge.signal(signal.SIGCONT)
+        self.bridge.stop(timeout=30)
+        if forget:
+            self.forget_session(self.bridge_id)
+        self.bridge = None
+
+    def start_group(self, n: int, env: dict[str, str]) -> list[Service]:
+        """``n`` pipeline bridges (one ``[bridge] shared_group`` when n > 1) besides the main one
+        (which must be stopped); stop them with :meth:`stop_group`."""
+        group = []
+        for i in range(n):
+            benv = {**self.env, "FLEET_BRIDGE_CLIENT_ID": f"bench-group-{i}",
+                    "FLEET_BRIDGE_METRICS_PORT": "0", **env}
+            if n > 1:
+                benv["FLEET_BRIDGE_SHARED_GROUP"] = "bench"
+            group.append(bridge_service(load_config(env=benv), benv).start(timeout=60))
+        return group
+
+    def stop_group(self, group: list[Service]) -> None:
+        for i, svc in enumerate(group):
+            svc.stop(timeout=30)
+            self.forget_session(f"bench-group-{i}")
+
+    def forget_session(self, client_id: str) -> None:
+        """Connect as ``client_id`` with a clean start and no expiry: the broker drops its
+        session and whatever was queued for it."""
+        done = threading.Event()
+        client = plain_client(client_id, username=self.cfg.mqtt.username,
+                              password=self.cfg.mqtt.password or None)
+        client.on_connect = lambda *_a: done.set()
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        props.SessionExpiryInterval = 0
+        client.connect(self.cfg.mqtt.host, self.cfg.mqtt.port, clean_start=True, properties=props)
+        client.loop_start()
+        try:
+            if not done.wait(20):
+                raise ShortfallError(f"could not clear the session of {client_id}")
+        finally:
+            client.disconnect()
+            client.loop_stop()
+
+    def start_query(self, *, gunicorn_workers: int = 0) -> Service:
+        """The query service; with ``gunicorn_workers``, as docker-compose runs it."""
+        if self.query is not None:
+            self.query.stop(timeout=20)
+        if not gunicorn_workers:
+            self.query = query_service(self.cfg, self.env).start(timeout=60)
+            return self.query
+        prom = self.root / "prometheus"
+        prom.mkdir(exist_ok=True)
+        for f in prom.iterdir():
+            f.unlink()
+        env = {**self.env, "PROMETHEUS_MULTIPROC_DIR": str(prom)}
+        argv = [sys.executable, "-m", "gunicorn", "query_service.main:gunicorn_app",
+                "--worker-class", "aiohttp.GunicornWebWorker", "--workers", str(gunicorn_workers),
+                "--bind", f"{self.cfg.http.host}:{self.cfg.http.port}"]
+        self.query = Service("gunicorn", argv, self.root / "logs" / "gunicorn.log",
+                             tcp_ready(self.cfg.http.host, self.cfg.http.port), env=env)
+        self.query.start(timeout=60)
+        return self.query
+
+    def stop(self) -> None:
+        self.stop_bridge(forget=False)
+        for svc in (self.query, self.broker, self.influx):
+            if svc is not None:
+                with contextlib.suppress(Exception):
+                    svc.signal(signal.SIGCONT)
+                svc.stop(timeout=20)
+
+    # -- InfluxDB ----------------------------------------------------------------------------
+
+    def influxql(self, q: str) -> list[dict[str, Any]]:
+        data = urllib.parse.urlencode({"q": q, "db": self.cfg.influxdb.database, "epoch": "u"})
+        url = f"{self.cfg.influxdb.url}/query?{data}"
+        with urllib.request.urlopen(url, timeout=60) as resp:  # noqa: S310 - our loopback URL
+            return list(json.loads(resp.read())["results"])
+
+    def count(self, start_s: int, end_s: int) -> int:
+        """Points stored in [start, end)."""
+        rp = self.cfg.influxdb.retention_policy
+        res = self.influxql(f"SELECT count(kwh) FROM {rp}.energy WHERE time >= {start_s}s "
+                            f"AND time < {end_s}s")
+        series = res[0].get("series")
+        return int(series[0]["values"][0][1]) if series else 0
+
+    def wait_stored(self, what: str, start_s: int, end_s: int, expected: int,
+                    timeout: float) -> float:
+        """The stop rule: wall-clock time when InfluxDB holds exactly ``expected`` points in
+        [start, end). A timeout, or more points than the payloads make, fails the run."""
+        deadline = time.monotonic() + timeout
+        got = 0
+        while time.monotonic() < deadline:
+            got = self.count(start_s, end_s)
+            if got == expected:
+                return time.time()
+            if got > expected:
+                raise ShortfallError(f"{what}: {got:,} points stored, the payloads make only "
+                                     f"{expected:,}")
+            time.sleep(0.02)
+        raise ShortfallError(f"{what}: {got:,} of {expected:,} points stored after {timeout:.0f} s "
+                             f"({expected - got:,} missing)")
+
+    def writer(self) -> InfluxWriter:
+        return InfluxWriter(self.cfg)
+
+    # -- the bridge's metrics ----------------------------------------------------------------
+
+    def bridge_metrics(self) -> dict[str, float]:
+        """Every sample of the bridge's /metrics as ``name{labels}`` -> value."""
+        port = self.env["FLEET_BRIDGE_METRICS_PORT"]
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics",
+                                    timeout=5) as resp:
+            out = {}
+            for row in resp.read().decode().splitlines():
+                if row and not row.startswith("#"):
+                    key, _, value = row.rpartition(" ")
+                    out[key] = float(value)
+            return out
+
+    # -- publishers in their own processes ---------------------------------------------------
+
+    def publish(self, *, per_ship: int, readings: int, base: int, step: int | None = None,
+                procs: int = 2,
+                rate: float | None = None, window: int = 200, timeout: float = 300,
+                after_ready: Callable[[], None] | None = None) -> list[dict[str, Any]]:
+        """Publish from all ships split over ``procs`` processes started together; every
+        message must be acknowledged by the broker."""
+        children = []
+        for k in range(procs):
+            spec = {"host": "127.0.0.1", "port": self.cfg.mqtt.port, "accounts": self.ships[k::procs],
+                    "per_ship": per_ship, "readings": readings, "base": base, "window": window,
+                    "step": step,
+                    "rate": rate / procs if rate else None, "timeout": timeout}
+            children.append(subprocess.Popen(
+                [sys.executable, "-m", "bench.pub", json.dumps(spec)], cwd=REPO_ROOT, env=self.env,
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True))
+        for child in children:
+            assert child.stdout is not None
+            if child.stdout.readline().strip() != "ready":
+                raise ShortfallError("a publisher process did not connect its ships")
+        if after_ready:
+            after_ready()
+        for child in children:
+            assert child.stdin is not None
+            child.stdin.write("go\n")
+            child.stdin.flush()
+        out = []
+        for child in children:
+            stdout, _ = child.communicate(timeout=timeout + 60)
+            out.append(json.loads(stdout.strip().splitlines()[-1]))
+        acked, total = sum(p["acked"] for p in out), sum(p["total"] for p in out)
+        if acked != total:
+            raise ShortfallError(f"publishers: {acked:,} of {total:,} messages acknowledged by "
+                                 f"the broker ({total - acked:,} missing)")
+        return out
+
+
+class InfluxWriter:
+    """Line protocol to /write over one keep-alive connection (as the bridge's client)."""
+
+    def __init__(self, cfg: Config) -> None:
+        url = urllib.parse.urlsplit(cfg.influxdb.url)
+        self.conn = http.client.HTTPConnection(url.hostname or "127.0.0.1", url.port or 8086,
+                                               timeout=60)
+        self.path = (f"/write?db={cfg.influxdb.database}&rp={cfg.influxdb.retention_policy}"
+                     "&precision=ns")
+
+    def write(self, body: bytes) -> None:
+        self.conn.request("POST", self.path, body=body)
+        resp = self.conn.getresponse()
+        answer = resp.read()
+        if resp.status != 204:
+            raise ShortfallError(f"InfluxDB answered {resp.status} to a write: {answer[:200]!r}")
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (and its reaped children) so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return sum(int(fields[k]) for k in (11, 12, 13, 14)) / ticks
+
+
+def rss_kib(pid: int) -> int:
+    for row in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if row.startswith("VmRSS:"):
+            return int(row.split()[1])
+    return 0
+
+
+def start(root: Path) -> Bench:
+    env = {**isolated_overrides(root), "FLEET_BRIDGE_PUBLISH_ENERGY": "true"}
+    cfg = load_config(env=env)
+    accounts = Accounts(broker_dir(cfg))
+    env["FLEET_MQTT_USERNAME"] = "fleet-bridge"
+    env["FLEET_MQTT_PASSWORD"] = accounts.ensure_service("fleet-bridge", "bridge")
+    # The bench's own processes (publishers, agents, the null bridge) import it from the tree.
+    env = {**os.environ, **env, "PYTHONPATH": str(REPO_ROOT)}
+    cfg = load_config(env=env)
+    ships = [(f"bench-{k:03d}", accounts.add_ship(f"bench-{k:03d}")) for k in range(SHIPS)]
+    operator = ("bench-operator", accounts.add_operator("bench-operator"))
+    headers: dict[str, str] = {}
+    try:
+        from fleet.tokens import TokenStore, tokens_path  # noqa: PLC0415 - moves with rooms
+
+        headers["Authorization"] = "Bearer " + TokenStore(tokens_path(cfg.local.path)).create("bench")
+    except ImportError:
+        env["FLEET_HTTP_AUTH"] = "none"
+    influx = influxd_service(cfg).start(timeout=60)
+    broker = mosquitto_service(cfg).start(timeout=30)
+    b = Bench(root, env, cfg, accounts, influx, broker, ships, operator, headers=headers)
+    # The database must exist before direct writes; the bridge would create it too.
+    b.influxql(f'CREATE DATABASE "{cfg.influxdb.database}"')
+    b.influxql(f'CREATE RETENTION POLICY "{cfg.influxdb.retention_policy}" ON '
+               f'"{cfg.influxdb.database}" DURATION INF REPLICATION 1 DEFAULT')
+    log(f"stack up under {root} (mosquitto pid {broker.pid}, influxd pid {influx.pid})")
+    return b
+
+
+__all__ = ["SHIPS", "Bench", "InfluxWriter", "cpu_seconds", "free_port", "rss_kib", "start"]
