@@ -63,6 +63,8 @@ JOURNAL = "rollup_journal"
 CHECKPOINT = "rollup_checkpoint"
 JOURNAL_RETENTION = "30d"
 BACKFILL_CHUNK_US = 7 * DAY_US
+# How long a journal write is retried before the batch goes ahead without its durable mark.
+JOURNAL_PATIENCE = 10.0
 
 
 def journal_policy(cfg: Config) -> str:
@@ -150,6 +152,8 @@ class Rollup:
         self._mark = 0
         self._threads: list[threading.Thread] = []
         self.failures = 0
+        self.journal_failures = 0
+        self._journal_off_until = 0.0
         self.backfilled = threading.Event()
 
     # -- set-up -------------------------------------------------------------------------------
@@ -200,14 +204,23 @@ class Rollup:
         self._last_us = at
         body = (f"{JOURNAL},bridge={self.bridge_id} touched={_field(encode(entry.touched))} "
                 f"{at * 1000}").encode()
+        if time.monotonic() < self._journal_off_until:
+            return entry  # queued in memory all the same: only crash-durability is missing
         delay = 0.2
+        give_up = time.monotonic() + JOURNAL_PATIENCE
         while not self._stop.is_set():
             try:
                 self.store.write(body, retention_policy=journal_policy(self.cfg))
             except StoreError as exc:
-                if not _retryable(exc):
-                    log.error("journal point refused (%s); coarse values of this batch are "
-                              "updated, but not durably marked", exc)
+                if _missing(exc) or not _retryable(exc) or time.monotonic() > give_up:
+                    # Never hold the parts (and the PUBACK) back for the journal: the coarse
+                    # update still runs from memory; only a crash before it would miss it
+                    # (`fleetctl rollup rebuild` mends that).
+                    self.journal_failures += 1
+                    if _missing(exc):
+                        self._journal_off_until = time.monotonic() + 60.0
+                    log.error("journal point not written (%s); this batch's coarse values are "
+                              "updated but not durably marked", exc)
                     break
                 log.warning("journal write failed, retrying: %s", exc)
                 self._stop.wait(delay)
@@ -250,16 +263,21 @@ class Rollup:
                     continue
             try:
                 self.update(taken)
-            except (StoreError, _NotCleanError) as exc:
+            except Exception as exc:  # a bug must not end the updates silently either
                 self.failures += 1
-                log.warning("coarse series update failed, retrying in %.1fs: %s", delay, exc)
+                if isinstance(exc, StoreError | _NotCleanError):
+                    log.warning("coarse series update failed, retrying in %.1fs: %s", delay, exc)
+                else:
+                    log.exception("coarse series update failed, retrying in %.1fs", delay)
                 if self._stop.wait(delay):
                     return  # the journal keeps them for the next start
                 delay = min(delay * 2, self.cfg.bridge.retry_max_delay)
-                # merge what arrived meanwhile into the retry
+                # Merge what arrived meanwhile into the retry: memory stays bounded by the
+                # distinct (ship, hour) pairs waiting, however long InfluxDB refuses.
                 with self._cond:
                     taken.extend(self._q.entries)
                     self._q.entries = []
+                taken = _merge(taken)
                 continue
             delay = 0.2
             self._advance(taken)
@@ -313,6 +331,15 @@ class Rollup:
     # -- recovery and build ---------------------------------------------------------------------
 
     def _recover(self) -> None:
+        try:
+            self._recover_entries()
+        except StoreError as exc:
+            if not _missing(exc):
+                raise
+            log.error("coarse series: the journal's retention policy %s is missing (%s); "
+                      "coarse values are kept from memory only", journal_policy(self.cfg), exc)
+
+    def _recover_entries(self) -> None:
         src = (f"{quote_ident(self.cfg.influxdb.database)}."
                f"{quote_ident(journal_policy(self.cfg))}.")
         checkpoints: dict[str, int] = {}
@@ -349,8 +376,10 @@ class Rollup:
                 return
             except StoreError as exc:
                 log.warning("coarse series build interrupted, resuming in %.0fs: %s", delay, exc)
-                self._stop.wait(delay)
-                delay = min(delay * 2, 60.0)
+            except Exception:  # a bug: keep trying (and saying so) rather than stop silently
+                log.exception("coarse series build failed, retrying in %.0fs", delay)
+            self._stop.wait(delay)
+            delay = min(delay * 2, 60.0)
 
     def build(self) -> None:
         """Build the coarse series from the stored parts when ``rollup_state`` says they are
@@ -384,12 +413,27 @@ class Rollup:
         log.info("coarse series: complete (daily series in %s)", zone)
 
 
+def _merge(entries: list[Entry]) -> list[Entry]:
+    """One entry holding every touched hour, plus the journal times to mark done (as empty
+    entries: they carry no hours)."""
+    touched: dict[str, set[int]] = {}
+    for e in entries:
+        for ship, hours in e.touched.items():
+            touched.setdefault(ship, set()).update(hours)
+    return [Entry(touched), *(Entry({}, e.at_us) for e in entries if e.at_us)]
+
+
 class _NotCleanError(Exception):
     pass
 
 
 def _retryable(exc: StoreError) -> bool:
     return isinstance(exc, StoreUnavailableError)
+
+
+def _missing(exc: StoreError) -> bool:
+    """The journal's retention policy or database does not exist (create_database = false)."""
+    return "not found" in str(exc)
 
 
 def _field(text: str) -> str:

@@ -234,13 +234,18 @@ def periods(start_us: int, end_us: int, every: str, tz: ZoneInfo,
             raise CalendarError(
                 "every", f"the range from start to end holds {n} windows of every={every}, more "
                          f"than the {max_windows} allowed (http.max_windows): {hint}")
+    out = _periods(start_us, end_us, every, tz)
+    check_offsets(start_us, end_us, tz, [p.start_us for p in out] if every not in FIXED_US else ())
+    return out
+
+
+def _periods(start_us: int, end_us: int, every: str, tz: ZoneInfo) -> list[Period]:
     out: list[Period] = []
     t = period_start(start_us, every, tz)
     while t < end_us:
         nxt = next_boundary(t, every, tz)
         out.append(Period(t, nxt))
         t = nxt
-    check_offsets(start_us, end_us, tz, [p.start_us for p in out] if every not in FIXED_US else ())
     return out
 
 
@@ -251,7 +256,9 @@ def _hour_aligned(values: Sequence[int]) -> bool:
 def day_boundaries(start_us: int, end_us: int, tz: ZoneInfo) -> list[int]:
     """Local midnights in ``tz`` from the one at or before ``start_us`` to the first at or after
     ``end_us`` (the days touching the range, as their boundaries)."""
-    return [p.start_us for p in periods(start_us, end_us, "1d", tz)] + [
+    # Unchecked: the bridge keeps days of any stored date (a zone's local mean time of 1900
+    # included); the reader refuses to answer in such offsets.
+    return [p.start_us for p in _periods(start_us, end_us, "1d", tz)] + [
         next_boundary(period_start(end_us - 1, "1d", tz), "1d", tz)]
 
 

@@ -50,6 +50,7 @@ from fleet.schema import (
 from query_service.db import InfluxClient, Series
 
 _STEPS_S = (86400, 43200, 21600, 10800, 7200, 3600, 1800, 900)
+_RAW_ROWS = 5000
 _RESOLUTION_US = {"parts": 900 * US, "hour": 3600 * US, "day": 86400 * US}
 _STATE_TTL = 5.0
 _state_cache: dict[int, tuple[float, str | None]] = {}
@@ -148,18 +149,27 @@ def _statements(config: Config, pieces: list[Piece], plist: list[Period],
             continue
         step, offset = grouping
         periods_in = len(inner) + 1
-        per_period = (piece.end_us - piece.start_us) / periods_in / _RESOLUTION_US[piece.source]
-        if per_period >= 4 and periods_in <= 200:
-            # Many points per period (months of days): a sum per period beats reading them all.
+        points = (piece.end_us - piece.start_us) / _RESOLUTION_US[piece.source]
+        where = _where(ships, meter, piece.start_us, piece.end_us)
+        if piece.source != "parts" and (points < 4 * periods_in or (
+                ships is not None and len(ships) * points <= _RAW_ROWS)):
+            # Each coarse point lies in one period: read the points themselves. InfluxDB walks
+            # every bucket of a GROUP BY time, empty or not (a year of hours costs as much as
+            # summing the parts), so this is the fast way to a year of days.
+            out.append((piece, first, f"SELECT {quote_ident(FIELD_KWH)} AS kwh, "
+                        f"{quote_ident(FIELD_SECONDS)} AS seconds, {quote_ident(FIELD_COUNT)} "
+                        f"AS n FROM {src} WHERE {where} GROUP BY {tags}"))
+            continue
+        if periods_in <= 200 and points >= 4 * periods_in:
+            # Many points per period (a fleet's months of days): a sum per period.
             bounds = [piece.start_us, *inner, piece.end_us]
             for i in range(periods_in):
                 sub = Piece(piece.source, bounds[i], bounds[i + 1])
                 out.append((sub, first + i, select + _where(ships, meter, sub.start_us, sub.end_us)
                             + f" GROUP BY {tags}"))
             continue
-        # Buckets that never straddle a period boundary; fill(none) returns only those holding
-        # points, so a daily series grouped by hours still gives one row per day.
-        out.append((piece, first, select + _where(ships, meter, piece.start_us, piece.end_us)
+        # Buckets that never straddle a period boundary (fill(none): only those holding data).
+        out.append((piece, first, select + where
                     + f" GROUP BY time({step}s, {offset}s), {tags} fill(none)"))
     return out
 

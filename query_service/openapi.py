@@ -60,8 +60,11 @@ _TRUNCATED = {"type": "string", "description": "Present when the range reaches b
               "them: data before this instant is not counted."}
 
 _WINDOW = {"type": "object", "required": ["time", "kwh", "coverage"], "properties": {
-    "time": _TIME, "kwh": _NNUM,
-    "coverage": {"type": "number", "description": "covered seconds / window seconds, 0 to 1"}}}
+    "time": {"type": "string", "description": "The window's start (label=end: its end), ISO "
+             "8601: UTC with Z, or with the local offset of tz (2025-03-30T00:00:00+01:00)"},
+    "kwh": _NNUM,
+    "coverage": {"type": "number", "description": "covered seconds / the window's real length "
+                 "in seconds (a 23- or 25-hour local day counts as such), 0 to 1"}}}
 
 
 def _errors(*codes: int) -> dict[str, Any]:

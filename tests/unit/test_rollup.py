@@ -8,10 +8,11 @@ from typing import Any
 
 from bridge.batcher import Batcher, Pending
 from bridge.metrics import BridgeMetrics
-from bridge.rollup import decode, encode, spans, touched_hours
+from bridge.rollup import Rollup, decode, encode, spans, touched_hours
 from fleet.calendar import HOUR_US, QUARTER_US, parse_tz
 from fleet.coarse import Key, Sum, reconcile
-from fleet.errors import StoreRejectedError
+from fleet.config import Config
+from fleet.errors import StoreRejectedError, StoreUnavailableError
 from fleet.schema import Part
 
 OSLO = parse_tz("Europe/Oslo")
@@ -179,3 +180,51 @@ def test_days_of_a_half_hour_zone_are_summed_from_half_hours() -> None:
     # Kolkata days begin at 18:30 UTC: 2 Jan 00:00Z is 05:30 local, 74 quarters before midnight.
     assert days == [(H0 - 22 * QUARTER_US, 74.0), (H0 + 74 * QUARTER_US, 96.0),
                     (H0 + 170 * QUARTER_US, 22.0)]
+
+
+class JournalStore:
+    """Records writes per retention policy; ``fail`` raises on journal writes."""
+
+    def __init__(self, fail: Exception | None = None) -> None:
+        self.fail = fail
+        self.writes: list[tuple[str | None, str]] = []
+
+    def write(self, body: bytes, retention_policy: str | None = None) -> None:
+        if self.fail is not None and retention_policy == "fleet_raw_journal":
+            raise self.fail
+        self.writes.append((retention_policy, body.decode()))
+
+    def query(self, q: str, *, write: bool = False) -> list[dict[str, Any]]:
+        return [{}]
+
+
+def _rollup(store: JournalStore, io: FakeIO) -> Rollup:
+    return Rollup(Config(), store, io)  # type: ignore[arg-type]
+
+
+def test_journal_before_parts_then_update_and_checkpoint_below_unfinished_entries() -> None:
+    store, io = JournalStore(), FakeIO()
+    r = _rollup(store, io)
+    io.put("a", H0, 2.0)
+    outer = r.before([Part("a", H0, 2.0, 900.0)])
+    inner = r.before([Part("a", H0 + 5 * HOUR_US, 1.0, 900.0)])  # e.g. a rewrite in stored()
+    assert [rp for rp, _ in store.writes] == ["fleet_raw_journal", "fleet_raw_journal"]
+    assert f'touched="a:{H0 // HOUR_US}"' in store.writes[0][1]
+    r.after(inner)
+    taken = r._take()
+    r.update(taken)
+    r._advance(taken)
+    r._checkpoint(force=True)
+    checkpoint = store.writes[-1][1]
+    assert checkpoint.startswith("rollup_checkpoint,bridge=fleet-bridge-1 done=")
+    assert int(checkpoint.split("done=")[1].split("i")[0]) == outer.at_us - 1  # outer unfinished
+    assert io.coarse[Key("hour", "a", "main", H0)].kwh == 2.0
+
+
+def test_a_missing_journal_never_holds_the_parts_back() -> None:
+    store = JournalStore(StoreUnavailableError("retention policy not found: fleet_raw_journal"))
+    r = _rollup(store, FakeIO())
+    entry = r.before([Part("a", H0, 1.0, 900.0)])
+    assert entry.at_us == 0 and entry.touched and r.journal_failures == 1
+    r.after(entry)
+    assert r.pending() == 1  # still updated, from memory
