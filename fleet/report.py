@@ -28,9 +28,11 @@ from zoneinfo import ZoneInfo
 
 import pandas as pd
 
-from fleet.calendar import US, Period, local_iso
+from fleet.calendar import US, CalendarError, Period, count_periods, local_iso
 
 XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+# A worksheet has 16,384 columns: the ship column, the periods, Total and Coverage.
+XLSX_MAX_PERIODS = 16_384 - 3
 SHIP = "ship"
 TOTAL = "total"
 KWH_FORMAT = "#,##0.000"
@@ -218,6 +220,15 @@ def _sheet(writer: pd.ExcelWriter, name: str, table_name: str, frame: pd.DataFra
     for cell in ws[1]:
         cell.font = Font(bold=True)
     ws.freeze_panes = "B2"
+
+
+def check_xlsx_width(start_us: int, end_us: int, every: str, tz: ZoneInfo) -> None:
+    """CalendarError("every") when the periods would not fit a worksheet's columns."""
+    n = count_periods(start_us, end_us, every, tz)
+    if n > XLSX_MAX_PERIODS:
+        raise CalendarError("every", f"the range holds {n} periods of every={every}, more than "
+                                     f"the {XLSX_MAX_PERIODS} columns a spreadsheet has room "
+                                     "for: use a coarser every, a shorter range, or csv")
 
 
 def build(records: Iterable[Record], periods: Sequence[Period], every: str, tz: ZoneInfo,

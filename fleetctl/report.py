@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from fleet.calendar import EVERY, CalendarError, parse_every, parse_tz
 from fleet.config import Config, load_config
 from fleet.errors import ConfigError
-from fleet.report import Report
+from fleet.report import Report, check_xlsx_width
 from fleet.timeutil import parse_datetime
 
 if TYPE_CHECKING:
@@ -86,6 +86,8 @@ def _report(args: argparse.Namespace) -> int:
     fmt = _format(args)
     try:
         parse_every(args.every)
+        if fmt == "xlsx":
+            check_xlsx_width(start_us, end_us, args.every, parse_tz(args.tz, cfg.query.timezone))
         report = asyncio.run(_fetch(cfg, args, start_us, end_us))
     except (ParameterError, ShipNotFoundError, CalendarError) as exc:
         raise ConfigError(str(exc)) from exc  # bad input: exit 2

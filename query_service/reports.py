@@ -16,7 +16,7 @@ from multidict import MultiMapping
 
 from fleet.calendar import local_iso, parse_every, parse_tz
 from fleet.config import Config
-from fleet.report import XLSX_TYPE, Report, build
+from fleet.report import XLSX_TYPE, Report, build, check_xlsx_width
 from query_service.calendar import period_totals
 from query_service.calendar_views import parse_meter
 from query_service.db import InfluxClient
@@ -86,6 +86,8 @@ async def energy(request: web.Request) -> web.Response:
     config = request.app[CONFIG]
     fmt = _format(request)
     every, tz, start_us, end_us = _params(request.query, config)
+    if fmt == "xlsx":
+        check_xlsx_width(start_us, end_us, every, tz)
     report = await energy_report(request.app[INFLUX], config, start_us, end_us, every, tz,
                                  ships=parse_ships(request.query),
                                  meter=parse_meter(request.query),

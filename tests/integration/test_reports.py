@@ -175,6 +175,8 @@ def test_xlsx_is_a_table_with_header_and_values(stack: Stack,
     ({"tz": "Africa/Monrovia", "start": "1970-01-01T00:00:00Z", "end": "1970-03-01T00:00:00Z"},
      "tz"),
     ({"start": END, "end": START}, "start"),
+    # 35,000 quarter hours do not fit a worksheet's 16,384 columns.
+    ({"every": "15m", "format": "xlsx", "end": "2025-12-31T00:00:00Z"}, "every"),
 ])
 def test_bad_parameters_are_400_naming_them(stack: Stack, params: dict[str, str],
                                             name: str) -> None:
