@@ -46,10 +46,10 @@ run-deps:
 	  $(SUDO) systemctl disable --now mosquitto influxdb >/dev/null 2>&1 || true; \
 	fi
 
-# What the tests need besides: docker-compose (validates the compose file) and Chromium (the
-# dashboard test).
+# What the tests need besides: docker-compose (validates the compose file), Chromium (the
+# dashboard test) and Alertmanager (the alert tests; `make run` starts one too when installed).
 test-deps: run-deps
-	@$(call apt_ensure,docker-compose=docker-compose chromium=chromium)
+	@$(call apt_ensure,docker-compose=docker-compose chromium=chromium prometheus-alertmanager=prometheus-alertmanager)
 
 lint: venv
 	$(BIN)/ruff check .

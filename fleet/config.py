@@ -8,6 +8,8 @@ can be overridden by ``FLEET_<SECTION>_<KEY>``, for example ``FLEET_MQTT_PORT=21
 from __future__ import annotations
 
 import dataclasses
+import json
+import math
 import os
 import re
 import tomllib
@@ -21,6 +23,7 @@ from urllib.parse import urlsplit
 
 from fleet.calendar import CalendarError, parse_tz
 from fleet.errors import ConfigError
+from fleet.schema import RULE_NAME_RE, SHIP_ID
 
 _DURATION = re.compile(
     r"^P(?:(?P<d>\d+(?:\.\d+)?)D)?(?:T(?:(?P<h>\d+(?:\.\d+)?)H)?(?:(?P<m>\d+(?:\.\d+)?)M)?"
@@ -216,6 +219,7 @@ class LocalConfig:
     influxd_bin: str = "influxd"
     influxdb_rpc_port: int = 0
     demo_ship: str = "demo-1"
+    alertmanager_port: int = 9093
 
     @property
     def path(self) -> Path:
@@ -283,6 +287,188 @@ class SimulateConfig:
             raise ConfigError("simulate.outage_rate must be >= 0")
 
 
+_SHORT_DURATION = re.compile(r"^(?:(?P<w>\d+(?:\.\d+)?)w)?(?:(?P<d>\d+(?:\.\d+)?)d)?"
+                             r"(?:(?P<h>\d+(?:\.\d+)?)h)?(?:(?P<m>\d+(?:\.\d+)?)m)?"
+                             r"(?:(?P<s>\d+(?:\.\d+)?)s)?$")
+
+
+def parse_span(value: object) -> float:
+    """Seconds from ``30m``, ``1h30m``, ``6h``, ``2d``, ``45s`` (Prometheus style), an ISO 8601
+    duration or a number of seconds. Raises ValueError otherwise (zero and negative included)."""
+    if isinstance(value, str):
+        match = _SHORT_DURATION.match(value.strip().lower())
+        if match and value.strip():
+            units = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
+            seconds = sum(float(v) * units[k] for k, v in match.groupdict().items() if v)
+            if not seconds > 0:
+                raise ValueError(f"duration must be positive: {value!r}")
+            return seconds
+    return parse_duration(value)
+
+
+RULE_KINDS: tuple[str, ...] = ("silent", "offline", "usage", "coverage", "anomaly")
+SEVERITIES: tuple[str, ...] = ("info", "warning", "critical")
+# Keys each kind takes besides name, kind, ships and severity; the required ones first.
+_RULE_KEYS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "silent": (("for",), ()),
+    "offline": (("for",), ()),
+    "usage": (("above",), ("every", "for")),
+    "coverage": (("over", "below"), ("for",)),
+    "anomaly": (("above",), ("every", "over", "for")),
+}
+_USAGE_EVERY = ("15m", "1h", "1d")
+
+
+@dataclass(frozen=True, slots=True)
+class AlertRule:
+    """One ``[[alerts.rules]]`` table (CONTRACT section 8). Durations in seconds.
+
+    ``for_seconds``: silent/offline: how long the condition lasts before the alert fires (the
+    silence or the offline presence); the other kinds: how long it must hold (pending) before it
+    fires, 0 by default. ``every``: usage and anomaly windows (15m, 1h, 1d). ``over``: coverage's
+    trailing range, anomaly's recent range examined.
+    """
+
+    name: str
+    kind: str
+    for_seconds: float = 0.0
+    ships: tuple[str, ...] = ()
+    every: str = "1h"
+    above: float = 0.0
+    over_seconds: float = 0.0
+    below: float = 0.0
+    severity: str = "warning"
+
+    def applies_to(self, ship: str) -> bool:
+        return not self.ships or ship in self.ships
+
+
+def parse_rule(index: int, raw: object) -> AlertRule:
+    """Validate one rule table; errors name ``alerts.rules[<index>].<key>``."""
+    where = f"alerts.rules[{index}]"
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where} must be a table ([[alerts.rules]])")
+    name = raw.get("name")
+    if not isinstance(name, str) or not RULE_NAME_RE.fullmatch(name):
+        raise ConfigError(f"{where}.name must be 1 to 32 characters of [A-Za-z0-9_-], got {name!r}")
+    where = f"alerts.rules[{index}] ({name})"
+    kind = raw.get("kind")
+    if kind not in _RULE_KEYS:
+        raise ConfigError(f"{where}.kind must be one of {', '.join(RULE_KINDS)}, got {kind!r}")
+    required, optional = _RULE_KEYS[kind]
+    allowed = {"name", "kind", "ships", "severity", *required, *optional}
+    unknown = sorted(set(raw) - allowed)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) for kind {kind}: {', '.join(unknown)}")
+    for key in required:
+        if key not in raw:
+            raise ConfigError(f"{where}.{key} is required for kind {kind}")
+
+    def span(key: str, default: str) -> float:
+        try:
+            return parse_span(raw.get(key, default))
+        except ValueError as exc:
+            raise ConfigError(f"{where}.{key}: {exc}") from None
+
+    def number(key: str) -> float:
+        value = raw.get(key, 0.0)
+        if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+            raise ConfigError(f"{where}.{key} must be a number, got {value!r}")
+        return float(value)
+
+    ships = raw.get("ships", [])
+    if not isinstance(ships, list) or not all(isinstance(s, str) and SHIP_ID.fullmatch(s)
+                                              for s in ships):
+        raise ConfigError(f"{where}.ships must be a list of ship ids, got {ships!r}")
+    severity = raw.get("severity", "warning")
+    if severity not in SEVERITIES:
+        raise ConfigError(f"{where}.severity must be one of {', '.join(SEVERITIES)}, "
+                          f"got {severity!r}")
+    every = raw.get("every", "1h" if kind == "usage" else "15m")
+    if kind in {"usage", "anomaly"} and every not in _USAGE_EVERY:
+        raise ConfigError(f"{where}.every must be one of {', '.join(_USAGE_EVERY)}, got {every!r}")
+    rule = AlertRule(
+        name=name, kind=kind, ships=tuple(ships), severity=severity, every=every,
+        for_seconds=span("for", "0s") if "for" in raw else 0.0,
+        above=number("above") if "above" in raw else 0.0,
+        below=number("below") if "below" in raw else 0.0,
+        over_seconds=span("over", "1h") if kind in {"coverage", "anomaly"} else 0.0,
+    )
+    if kind == "coverage":
+        if not 0 < rule.below <= 1:
+            raise ConfigError(f"{where}.below must be a share of the time, in (0, 1], got "
+                              f"{rule.below}")
+        if rule.over_seconds < 900 or rule.over_seconds % 900:
+            raise ConfigError(f"{where}.over must be a whole number of 15-minute windows "
+                              "(15m, 1h, 6h, ...)")
+    if kind == "usage" and rule.above < 0:
+        raise ConfigError(f"{where}.above must be >= 0 (kWh), got {rule.above}")
+    if kind == "anomaly" and not 0.5 <= rule.above <= 1000:
+        raise ConfigError(f"{where}.above must be a score between 0.5 and 1000, got {rule.above}")
+    return rule
+
+
+def parse_rules(raw: object, origin: str = "alerts.rules") -> tuple[AlertRule, ...]:
+    if not isinstance(raw, list):
+        raise ConfigError(f"{origin} must be a list of tables ([[alerts.rules]])")
+    rules = tuple(parse_rule(i, r) for i, r in enumerate(raw))
+    names = [r.name for r in rules]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ConfigError(f"alerts.rules: rule names must be unique: {', '.join(dupes)}")
+    return rules
+
+
+@dataclass(frozen=True, slots=True)
+class AlertsConfig:
+    """The alert service (``python -m alerts``, CONTRACT section 8)."""
+
+    alertmanager_url: str = ""
+    evaluation_interval: str = "60s"
+    resend_interval: str = "60s"
+    state_path: str = ""
+    metrics_port: int = 9109
+    mqtt_username: str = "fleet-alerts"
+    mqtt_password: str = ""
+    query_url: str = ""
+    api_token: str = ""
+    startup_grace: str = "10s"
+    rules: tuple[AlertRule, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.alertmanager_url:
+            parts = urlsplit(self.alertmanager_url)
+            if parts.scheme not in {"http", "https"} or not parts.hostname:
+                raise ConfigError("alerts.alertmanager_url must be empty or an http(s) URL, got "
+                                  f"{self.alertmanager_url!r}")
+        if self.query_url:
+            parts = urlsplit(self.query_url)
+            if parts.scheme not in {"http", "https"} or not parts.hostname:
+                raise ConfigError(f"alerts.query_url must be empty or an http(s) URL, got "
+                                  f"{self.query_url!r}")
+        for key in ("evaluation_interval", "resend_interval", "startup_grace"):
+            try:
+                parse_span(getattr(self, key))
+            except ValueError as exc:
+                raise ConfigError(f"alerts.{key}: {exc}") from None
+        if self.metrics_port != 0:
+            _port("alerts", "metrics_port", self.metrics_port)
+        if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", self.mqtt_username):
+            raise ConfigError("alerts.mqtt_username must be 1-64 characters of [A-Za-z0-9_-]")
+
+    @property
+    def evaluation_seconds(self) -> float:
+        return parse_span(self.evaluation_interval)
+
+    @property
+    def resend_seconds(self) -> float:
+        return parse_span(self.resend_interval)
+
+    @property
+    def startup_grace_seconds(self) -> float:
+        return parse_span(self.startup_grace)
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     mqtt: MqttConfig = field(default_factory=MqttConfig)
@@ -294,6 +480,7 @@ class Config:
     local: LocalConfig = field(default_factory=LocalConfig)
     ship: ShipConfig = field(default_factory=ShipConfig)
     simulate: SimulateConfig = field(default_factory=SimulateConfig)
+    alerts: AlertsConfig = field(default_factory=AlertsConfig)
 
 
 def _port(section: str, key: str, value: int) -> None:
@@ -364,6 +551,19 @@ def load_config(path: str | os.PathLike[str] | None = None,
         if not isinstance(given, dict):
             raise ConfigError(f"[{sec.name}] must be a table")
         kinds = _field_types(cls)
+        rules: tuple[AlertRule, ...] | None = None
+        if cls is AlertsConfig:  # [[alerts.rules]]: a list of tables, not a scalar key
+            given = dict(given)
+            kinds.pop("rules")
+            if "FLEET_ALERTS_RULES" in env:  # a JSON array of rule objects
+                try:
+                    rules = parse_rules(json.loads(env["FLEET_ALERTS_RULES"]),
+                                        "FLEET_ALERTS_RULES")
+                except ValueError as exc:
+                    raise ConfigError(f"FLEET_ALERTS_RULES is not JSON: {exc}") from None
+                given.pop("rules", None)
+            elif "rules" in given:
+                rules = parse_rules(given.pop("rules"))
         unknown = set(given) - set(kinds)
         if unknown:
             raise ConfigError(f"unknown key(s) in [{sec.name}]: {', '.join(sorted(unknown))}")
@@ -372,6 +572,8 @@ def load_config(path: str | os.PathLike[str] | None = None,
             env_key = f"FLEET_{sec.name.upper()}_{key.upper()}"
             if env_key in env:
                 values[key] = _coerce(sec.name, key, kind, env[env_key])
+        if rules is not None:
+            values["rules"] = rules
         try:
             sections[sec.name] = cls(**values)
         except TypeError as exc:  # pragma: no cover - guarded by the unknown-key check

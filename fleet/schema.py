@@ -24,6 +24,7 @@ METER_ID = re.compile(r"[A-Za-z0-9_-]{1,32}")
 FIELD_KWH = "kwh"
 FIELD_SECONDS = "seconds"
 SHIP_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+RULE_NAME_RE = re.compile(r"[A-Za-z0-9_-]{1,32}")  # alert rule names (part of fleet/alerts/ topics)
 
 EVERY_SECONDS = {"15m": 900, "1h": 3600, "1d": 86400}
 

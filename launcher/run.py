@@ -21,6 +21,7 @@ from fleet.errors import FleetError
 from fleet.service import setup_logging, stop_on_signals
 from fleet.tls import server_files
 from fleet.tokens import DEV_TOKEN_NAME, ensure_dev_token
+from launcher.alerts import alert_services, alerts_banner, provision_alerts
 from launcher.servers import (
     Service,
     bridge_service,
@@ -210,6 +211,7 @@ def main() -> int:
     if cfg.http.mqtt_username:
         accounts.ensure_service(cfg.http.mqtt_username, "query", cfg.http.mqtt_password or None)
     dev_token = ensure_dev_token(cfg.local.path) if cfg.http.auth == "token" else ""
+    provision_alerts(cfg, accounts)
     ship, ship_password = _demo_ship(cfg, accounts)
     sim_ships = simulated_ids(cfg.simulate.prefix, cfg.simulate.ships)
     if sim_ships:
@@ -220,6 +222,7 @@ def main() -> int:
         log.warning("bridge metrics port %d is busy; using %d", cfg.bridge.metrics_port,
                     metrics_port)
     env = _env(cfg, bridge_password, metrics_port)
+    extra = alert_services(cfg, env)
 
     started: list[Service] = []
 
@@ -230,7 +233,7 @@ def main() -> int:
 
     try:
         for svc in (influxd_service(cfg), mosquitto_service(cfg), bridge_service(cfg, env),
-                    query_service(cfg, env)):
+                    query_service(cfg, env), *extra):
             if stop.is_set():
                 return 0
             start(svc)
@@ -241,6 +244,7 @@ def main() -> int:
         print(dev_token_text(f"http://{cfg.http.host}:{cfg.http.port}", dev_token,
                              auth=cfg.http.auth), flush=True)
         print(simulate_banner(cfg, sim_ships), flush=True)
+        print(alerts_banner(env), flush=True)
         paths.run_dir(cfg.local.path).mkdir(exist_ok=True)
         supervise(started, stop)
     except FleetError as exc:

@@ -61,6 +61,8 @@ def isolated_overrides(root: Path) -> dict[str, str]:
         "FLEET_LOCAL_INFLUXDB_RPC_PORT": str(free_port()),
         "FLEET_HTTP_PORT": str(free_port()),
         "FLEET_BRIDGE_METRICS_PORT": str(free_port()),
+        "FLEET_ALERTS_METRICS_PORT": str(free_port()),
+        "FLEET_LOCAL_ALERTMANAGER_PORT": str(free_port()),
     }
 
 

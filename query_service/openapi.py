@@ -320,6 +320,33 @@ _SPEC: dict[str, Any] = {
                     "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": {
                         "schema": {"type": "string", "format": "binary"}}}},
                 **_errors(400, 401, 404, 502, 503)}}},
+        "/v1/alerts": {"get": {
+            "summary": "Alerts: the active ones, or their history",
+            "description": "The alert service's states (CONTRACT section 8), from its transitions "
+                           "in InfluxDB's alert_events. state=active (default): each ship and "
+                           "rule whose latest state is pending or firing. state=all: every "
+                           "transition in [start, end) (default: the last 24 hours), oldest "
+                           "first. The same states are retained on MQTT fleet/alerts/<ship>/<rule>.",
+            "tags": ["alerts"],
+            "parameters": [
+                _param("state", "active or all (the history).",
+                       {"type": "string", "enum": ["active", "all"], "default": "active"}),
+                _param("ship", "Only this ship.",
+                       {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"}),
+                _param("start", "History start (inclusive), UTC; state=all only (default: 24 "
+                       "hours before end).",
+                       {"type": "string", "format": "date-time"}),
+                _param("end", "History end (exclusive), UTC; state=all only.",
+                       {"type": "string", "format": "date-time"})],
+            "responses": {**_ok("The alerts", _obj(
+                ["state", "alerts"], state={"type": "string"}, start=_TIME, end=_TIME,
+                alerts={"type": "array", "items": _obj(
+                    ["ship", "rule", "state", "since", "detail"], ship={"type": "string"},
+                    rule={"type": "string"},
+                    state={"type": "string", "enum": ["pending", "firing", "resolved"]},
+                    since=_TIME, detail={"type": "string"}, kind={"type": "string"},
+                    severity={"type": "string"}, meter={"type": ["string", "null"]})}),
+                csv=False), **_errors(400, 401, 502, 503)}}},
         "/healthz": {"get": {
             "summary": "Health: 200 when InfluxDB and the broker answer", "tags": ["service"],
             "security": [],

@@ -57,6 +57,7 @@ def test_served_document_is_the_module_s(stack: Stack) -> None:
     assert doc["openapi"].startswith("3.")
     assert set(doc["paths"]) == {
         "/data", "/v1/ships", "/v1/ships/{id}/energy", "/v1/ships/{id}/gaps",
-        "/v1/ships/{id}/anomalies", "/v1/fleet/energy", "/v1/fleet/top", "/v1/reports/energy", "/healthz",
+        "/v1/ships/{id}/anomalies", "/v1/fleet/energy", "/v1/fleet/top", "/v1/reports/energy",
+        "/v1/alerts", "/healthz",
         "/metrics", "/openapi.json", "/"}
     assert set(doc["paths"]["/data"]) == {"get", "post"}

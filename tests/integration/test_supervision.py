@@ -17,8 +17,12 @@ from pathlib import Path
 
 import pytest
 
+from launcher.alerts import alertmanager_binary
 from launcher.servers import REPO_ROOT, isolated_overrides
 from tests.conftest import eventually
+
+# influxd, mosquitto, bridge, query service, (Alertmanager when installed,) alert service
+SERVERS = 6 if alertmanager_binary() else 5
 
 pytestmark = pytest.mark.integration
 
@@ -117,7 +121,7 @@ def test_dead_bridge_is_restarted_and_sigterm_stops_everything(launcher: Launche
                message="launcher never printed its banner")
     assert launcher.proc.poll() is None, launcher.output
     started = children(launcher.proc.pid)
-    assert len(started) == 4, started  # influxd, mosquitto, bridge, query service
+    assert len(started) == SERVERS, started
     bridge = launcher.child("bridge")
     assert bridge is not None, started
 
@@ -137,7 +141,7 @@ def test_dead_bridge_is_restarted_and_sigterm_stops_everything(launcher: Launche
     left = [pid for pid in everyone if alive(pid)]
     assert not left, f"processes left behind: {left}"
     assert "received SIGTERM; stopping everything" in launcher.output
-    for name in ("query", "bridge", "mosquitto", "influxd"):
+    for name in ("alerts", "query", "bridge", "mosquitto", "influxd"):
         assert f"{name} stopped" in launcher.output, launcher.output
 
 
@@ -147,7 +151,7 @@ def test_sigkilled_launcher_leaves_no_server_behind(launcher: Launcher) -> None:
                or launcher.proc.poll() is not None, timeout=90, interval=0.2,
                message="launcher never printed its banner")
     started = children(launcher.proc.pid)
-    assert len(started) == 4, started
+    assert len(started) == SERVERS, started
     launcher.proc.kill()  # no chance to clean up: the children get SIGTERM from the kernel
     launcher.proc.wait()
     eventually(lambda: not any(alive(pid) for pid in started), timeout=30,
