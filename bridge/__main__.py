@@ -57,10 +57,12 @@ def _prepare_rollup(cfg: Config, store: InfluxStore, stop: threading.Event) -> R
     return None
 
 
-def run(cfg: Config, *, store: Store | None = None, bridge_type: type[Bridge] = Bridge) -> int:
+def run(cfg: Config, *, store: Store | None = None, bridge_type: type[Bridge] = Bridge,
+        coarse: bool = True) -> int:
     """``store`` and ``bridge_type`` replace the InfluxDB client and the MQTT side (the benchmark's
-    ceilings: the bridge without its database, or without its normalization); a replaced store
-    has no database, so no coarse series are kept for it."""
+    ceilings: the bridge without its database, or without its normalization); ``coarse=False``
+    runs without coarse series (the benchmark's comparison; they then go stale), as does a
+    replaced store."""
     stop = stop_on_signals(log, "flushing and stopping")
 
     metrics = BridgeMetrics()
@@ -73,8 +75,8 @@ def run(cfg: Config, *, store: Store | None = None, bridge_type: type[Bridge] = 
     if store is None:
         return 0
     writes_to = store
-    rollup: Rollup | None = None
-    if isinstance(store, InfluxStore):
+    rollup = None
+    if coarse and isinstance(store, InfluxStore):
         rollup = _prepare_rollup(cfg, store, stop)
         if rollup is None:
             return 0
