@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from bench import history
 from bench.load import expected_points, message_span_s, payload
 from bench.stack import SHIPS, Bench, cpu_seconds
 from bench.stats import Figure, ShortfallError, log
@@ -67,6 +68,8 @@ INGEST_CASES: list[IngestCase] = [
     # 700 s past a boundary every 15-minute reading is two parts: the points double.
     IngestCase("1 reading/msg, 700 s off the 15-min grid", 1, 600, offset_s=700),
     IngestCase("12 readings/msg, two bridges (shared group)", 12, 200, bridges=2),
+    # Beside "12 readings/msg", whose bridge keeps the coarse series: the same without them.
+    IngestCase("12 readings/msg, coarse series off", 12, 200, around=history.without_coarse),
 ]
 
 ROWS = ("pipeline", "null", "raw", "broker", "influx")

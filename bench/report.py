@@ -31,6 +31,13 @@ TARGET_QUERY_RATE_RATIO = 0.5
 TARGET_FLEET_30D_MS = 100.0
 # The bridge's memory stays within 20% once its in-flight bound is reached in an outage.
 TARGET_MEMORY_GROWTH = 0.20
+# Issue 8 (coarse series): a 365-day daily series at >= 20x InfluxDB's rate summing the parts and
+# p99 < 10 ms at 1 client; fleet 365-day monthly totals p50 < 50 ms; ingest with the coarse series
+# at >= 80% of the same run without them.
+TARGET_DAILY_RATE_RATIO = 20.0
+TARGET_DAILY_P99_MS = 10.0
+TARGET_FLEET_MONTHLY_MS = 50.0
+TARGET_COARSE_INGEST = 0.80
 
 README_START = "<!-- bench:start (written by python -m bench; do not edit by hand) -->"
 README_END = "<!-- bench:end -->"
@@ -117,6 +124,23 @@ def targets(r: dict[str, Any]) -> list[tuple[str, float, float, bool]]:
     if fleet is not None:
         rows.append(("fleet 30-day totals p50 (1 client), ms", fleet.p50["http/1"].median * 1000,
                      TARGET_FLEET_30D_MS, False))
+    daily = q.get("ship 365-day daily, Europe/Oslo")
+    if daily is not None:
+        rows.append(("ship 365-day daily series p99 (1 client), ms",
+                     daily.p99["http/1"].median * 1000, TARGET_DAILY_P99_MS, False))
+        rows.append(("ship 365-day daily series, service / InfluxDB rate (16 clients)",
+                     ratio(daily.rps["http/16"], daily.rps["influx/16"]).median,
+                     TARGET_DAILY_RATE_RATIO, True))
+    monthly = next((v for k, v in q.items() if k.startswith("fleet 365-day monthly")), None)
+    if monthly is not None:
+        rows.append(("fleet 365-day monthly totals p50 (1 client), ms",
+                     monthly.p50["http/1"].median * 1000, TARGET_FLEET_MONTHLY_MS, False))
+    if ing is not None and {"12 readings/msg", "12 readings/msg, coarse series off"} <= set(
+            ing.readings):
+        rows.append(("ingest, 12 readings/msg: coarse series on / off",
+                     ratio(ing.readings["12 readings/msg"]["pipeline"],
+                           ing.readings["12 readings/msg, coarse series off"]["pipeline"]).median,
+                     TARGET_COARSE_INGEST, True))
     if "memory" in r:
         rows.append(("bridge RSS growth after its in-flight bound, %",
                      memory_growth(r["memory"]) * 100, TARGET_MEMORY_GROWTH * 100, False))

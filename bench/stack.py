@@ -47,6 +47,7 @@ from launcher.servers import (
 SHIPS = 100
 BRIDGE_KINDS = {
     "pipeline": ["-m", "bridge"],
+    "nocoarse": ["-m", "bench.nocoarse"],        # keeps no coarse series (bench.history)
     "null": ["-m", "bench.nullbridge"],          # normalizes, writes nothing
     "raw": ["-m", "bench.nullbridge", "--raw"],  # neither normalizes nor writes
 }
@@ -289,7 +290,9 @@ def rss_kib(pid: int) -> int:
 
 
 def start(root: Path) -> Bench:
-    env = {**isolated_overrides(root), "FLEET_BRIDGE_PUBLISH_ENERGY": "true"}
+    # The fleet's zone is Oslo: bench.history's calendar rows read the daily series kept in it.
+    env = {**isolated_overrides(root), "FLEET_BRIDGE_PUBLISH_ENERGY": "true",
+           "FLEET_QUERY_TIMEZONE": "Europe/Oslo"}
     cfg = load_config(env=env)
     accounts = Accounts(broker_dir(cfg))
     env["FLEET_MQTT_USERNAME"] = "fleet-bridge"

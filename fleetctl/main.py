@@ -22,7 +22,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from fleet.errors import AccountError, ConfigError, FleetError
-from fleetctl import accounts, alerts, importer, rollup, ship, simulate, status, tls, tokens
+from fleetctl import accounts, alerts, importer, report, rollup, ship, simulate, status, tls, tokens
 
 Handler = Callable[[argparse.Namespace], int]
 _Subparsers = argparse._SubParsersAction  # argparse has no public name for it
@@ -74,7 +74,7 @@ def _add_parser(subparsers: _Subparsers[argparse.ArgumentParser], name: str,
 
 REGISTRARS: list[Callable[[CommandTree], None]] = [
     accounts.register, tokens.register, tls.register, ship.register, status.register,
-    simulate.register, alerts.register, importer.register, rollup.register]
+    simulate.register, alerts.register, importer.register, report.register, rollup.register]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -280,6 +280,56 @@ _SPEC: dict[str, Any] = {
                      ship={"type": "string"}, kwh=_NUM, coverage=_NUM,
                      windows={"type": "array", "items": _WINDOW})}),
             tag="fleet"),
+        "/v1/reports/energy": {"get": {
+            "summary": "Energy report: one row per ship, one column per calendar period",
+            "description": (
+                "CONTRACT section 5. kWh per ship and period (every, tz as for the energy "
+                "endpoints; the default zone is the fleet's [query] timezone), totals per ship "
+                "and per period, and coverage (covered seconds over the period's real length, "
+                "per meter of the ship). A period without data is null (an empty cell), never "
+                "0. format=json (below), csv (one header line: ship, the periods' local start "
+                "times, total, coverage, then 'coverage <period>' per period; one line per ship; "
+                "a last line 'total') or xlsx (sheets kWh and Coverage, each an Excel table "
+                "with a header row and the ships, the totals in the row below, and About)."),
+            "tags": ["reports"],
+            "parameters": [
+                _START, _END,
+                {**_CAL_EVERY, "schema": {**_CAL_EVERY["schema"], "default": "1mo"}},
+                {**_TZ, "description": "IANA time zone of the periods (default: the fleet's "
+                 "[query] timezone). A zone whose offset in the range is not a multiple of 15 "
+                 "minutes is a 400.", "schema": {"type": "string", "example": "Europe/Oslo"}},
+                _param("ship", "Only these ships (repeat the parameter or give a comma list); "
+                       "default: every ship with data in the range. A ship never seen is a 404.",
+                       {"type": "array", "items": {"type": "string",
+                                                   "pattern": "^[A-Za-z0-9_,-]{1,64}$"}}),
+                _METER,
+                _param("format", "json (default), csv or xlsx; `Accept: text/csv` or the "
+                       "spreadsheet type ask for those too.",
+                       {"type": "string", "enum": ["json", "csv", "xlsx"]})],
+            "responses": {
+                "200": {"description": "The report", "content": {
+                    "application/json": {"schema": _obj(
+                        ["unit", "every", "tz", "start", "end", "periods", "rows", "totals"],
+                        unit={"type": "string"}, every={"type": "string"},
+                        tz={"type": "string"}, start=_TIME, end=_TIME,
+                        meter={"type": "string"}, truncated_before=_TRUNCATED,
+                        periods={"type": "array", "items": _obj(
+                            ["start", "end"], start={"type": "string"},
+                            end={"type": "string"})},
+                        rows={"type": "array", "items": _obj(
+                            ["ship", "kwh", "coverage", "total_kwh", "coverage_total"],
+                            ship={"type": "string"},
+                            kwh={"type": "array", "items": _NNUM},
+                            coverage={"type": "array", "items": _NUM},
+                            total_kwh=_NNUM, coverage_total=_NUM)},
+                        totals=_obj(["kwh", "coverage", "total_kwh", "coverage_total"],
+                                    kwh={"type": "array", "items": _NNUM},
+                                    coverage={"type": "array", "items": _NUM},
+                                    total_kwh=_NNUM, coverage_total=_NUM))},
+                    "text/csv": {"schema": {"type": "string"}},
+                    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": {
+                        "schema": {"type": "string", "format": "binary"}}}},
+                **_errors(400, 401, 404, 502, 503)}}},
         "/v1/alerts": {"get": {
             "summary": "Alerts: the active ones, or their history",
             "description": "The alert service's states (CONTRACT section 8), from its transitions "

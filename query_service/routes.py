@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from query_service import alerts, ingest, meters, views
+from query_service import alerts, ingest, meters, reports, views
 
 
 def setup_routes(app: web.Application) -> None:
@@ -17,6 +17,7 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get("/v1/ships/{id}/meters", meters.ship_meters, name="ship_meters")
     app.router.add_get("/v1/fleet/energy", views.fleet_energy, name="fleet_energy")
     app.router.add_get("/v1/fleet/top", views.fleet_top, name="fleet_top")
+    app.router.add_get("/v1/reports/energy", reports.energy, name="report_energy")
     app.router.add_get("/v1/alerts", alerts.list_alerts, name="alerts")
     app.router.add_get("/healthz", views.healthz, name="healthz")
     app.router.add_get("/metrics", views.metrics, name="metrics")

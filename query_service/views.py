@@ -4,6 +4,7 @@ exceptions and turned into JSON HTTP errors by :mod:`query_service.middlewares`.
 from __future__ import annotations
 
 import asyncio
+import html
 from pathlib import Path
 from typing import Any
 
@@ -244,9 +245,13 @@ async def openapi(request: web.Request) -> web.Response:
     return _json(spec())
 
 
-async def index(request: web.Request) -> web.FileResponse:
-    """The dashboard page (it asks for a token and calls the API itself)."""
-    return web.FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+async def index(request: web.Request) -> web.Response:
+    """The dashboard page (it asks for a token and calls the API itself), told the fleet's time
+    zone (``[query] timezone``, its pickers' default)."""
+    page = (STATIC / "index.html").read_text(encoding="utf-8")
+    zone = html.escape(request.app[CONFIG].query.timezone, quote=True)
+    page = page.replace('data-fleet-tz="UTC"', f'data-fleet-tz="{zone}"', 1)
+    return web.Response(text=page, content_type="text/html", headers={"Cache-Control": "no-cache"})
 
 
 async def _influx_state(influx: InfluxClient) -> str:

@@ -28,6 +28,7 @@ READS = [
     ("/v1/ships/1/anomalies", DAY),
     ("/v1/fleet/energy", DAY),
     ("/v1/fleet/top", DAY),
+    ("/v1/reports/energy", DAY),
     ("/metrics", None),
 ]
 

@@ -58,6 +58,6 @@ def test_served_document_is_the_module_s(stack: Stack) -> None:
     assert set(doc["paths"]) == {
         "/data", "/v1/ships", "/v1/ships/{id}/energy", "/v1/ships/{id}/gaps",
         "/v1/ships/{id}/anomalies", "/v1/ships/{id}/meters", "/v1/fleet/energy",
-        "/v1/fleet/top", "/v1/alerts", "/healthz",
+        "/v1/fleet/top", "/v1/reports/energy", "/v1/alerts", "/healthz",
         "/metrics", "/openapi.json", "/"}
     assert set(doc["paths"]["/data"]) == {"get", "post"}

@@ -35,7 +35,8 @@ def chromium(url: str, tmp_path: Path, *extra: str) -> subprocess.CompletedProce
 
 @pytest.fixture(scope="module")
 def ship(stack: Stack) -> str:
-    """A day of 15-minute data up to now: a gap of 2 hours, a partial window and a spike."""
+    """A day of 15-minute data up to now: a gap of 2 hours, a partial window and a spike; a second
+    meter, shore, in the last 8 hours."""
     name = unique_ship("dash")
     now = time.time_ns() // 1000
     first = now - now % QUARTER_US - 96 * QUARTER_US
@@ -46,6 +47,7 @@ def ship(stack: Stack) -> str:
             continue
         kwh = 30.0 if i == 70 else 2.0 + 0.3 * ((i * 7) % 5)
         parts.append(Part(name, t, kwh / 2 if i == 60 else kwh, 450.0 if i == 60 else 900.0))
+        parts.append(Part(name, t, 1.0, 900.0, meter="shore"))
     write_parts(stack, parts)
     return name
 
@@ -64,7 +66,7 @@ def test_ship_page_renders_chart_gaps_and_anomalies(stack: Stack, ship: str,
     gap_rows = re.search(r'<table id="gaps">.*?<tbody>(.*?)</tbody>', dom, re.S)
     assert gap_rows and gap_rows.group(1).count("<tr>") >= 2  # the 2-hour gap, the partial
     anomaly_rows = re.search(r'<table id="anomalies">.*?<tbody>(.*?)</tbody>', dom, re.S)
-    assert anomaly_rows and "30.00" in anomaly_rows.group(1)
+    assert anomaly_rows and "31.00" in anomaly_rows.group(1)  # the spike, 30 + 1 on shore
 
     ARTIFACTS.mkdir(exist_ok=True)
     shot = ARTIFACTS / "dashboard-ship.png"
@@ -73,10 +75,37 @@ def test_ship_page_renders_chart_gaps_and_anomalies(stack: Stack, ship: str,
     assert shot.is_file() and shot.stat().st_size > 20_000, done.stderr[-2000:]
 
 
+def test_ship_chart_stacks_meters_with_the_period_and_zone_picked(stack: Stack, ship: str,
+                                                                  tmp_path: Path) -> None:
+    url = (f"http://127.0.0.1:{stack.cfg.http.port}/#token={stack.token}&ship={ship}"
+           "&every=1h&tz=Europe/Oslo")
+    done = chromium(url, tmp_path, "--dump-dom")
+    dom = done.stdout
+    assert 'data-loaded="ship"' in dom, (done.stderr[-2000:], dom[-3000:])
+    assert 'data-every="1h"' in dom and 'data-tz="Europe/Oslo"' in dom
+    assert 'data-meters="main,shore"' in dom  # one stacked series per meter
+    assert f"Ship {ship}, energy per hour" in dom
+    legend = re.findall(r'<div class="u-label">([^<]*)</div>', dom)
+    assert legend[1:3] == ["main", "shore"], legend
+    # The pickers offer every period and the fleet's zone, marked as such.
+    assert re.search(r'<select id="every">.*value="1mo".*value="1y"', dom, re.S)
+    assert f'<option value="{stack.cfg.query.timezone}">{stack.cfg.query.timezone} (fleet)' in dom
+    ARTIFACTS.mkdir(exist_ok=True)
+    shot = ARTIFACTS / "dashboard-meters.png"
+    shot.unlink(missing_ok=True)
+    chromium(url, tmp_path, f"--screenshot={shot}")
+    assert shot.is_file() and shot.stat().st_size > 20_000
+
+
 def test_overview_lists_ships_and_top_users(stack: Stack, ship: str, tmp_path: Path) -> None:
     url = f"http://127.0.0.1:{stack.cfg.http.port}/#token={stack.token}"
     dom = chromium(url, tmp_path, "--dump-dom").stdout
     assert 'data-loaded="overview"' in dom, dom[-3000:]
+    # Without a choice, the fleet's zone and 15-minute windows.
+    assert f'data-tz="{stack.cfg.query.timezone}"' in dom and 'data-every="15m"' in dom
+    daily = chromium(url + "&every=1d&tz=Asia/Kolkata", tmp_path, "--dump-dom").stdout
+    assert 'data-loaded="overview"' in daily and 'data-tz="Asia/Kolkata"' in daily, daily[-3000:]
+    assert "Fleet, last 90 days" in daily and "kWh per day (Asia/Kolkata)" in daily
     assert f'href="#ship={ship}"' in dom  # in the ships table and the top list
     assert re.search(r'<ol id="top">.*?' + re.escape(ship), dom, re.S)
     ARTIFACTS.mkdir(exist_ok=True)
