@@ -25,6 +25,7 @@ from bench.latency import run_latency
 from bench.memory import run_memory
 from bench.profile import run_profile
 from bench.queries import run_queries
+from bench.scale import WORKER_CASES
 from bench.stack import start
 from bench.stats import ShortfallError, log
 
@@ -57,7 +58,7 @@ def main() -> int:
     r: dict[str, Any] = {"runs": args.runs, "quick": args.quick, "commit": report.commit()}
     try:
         if "ingest" in parts:
-            r["ingest"] = run_ingest(b, args.runs, args.quick)
+            r["ingest"] = run_ingest(b, args.runs, args.quick, cases=[*INGEST_CASES, *WORKER_CASES])
             if not args.no_profile:
                 case = next(c for c in INGEST_CASES if c.readings == 12)
                 r["profile"] = run_profile(b, case, case.size(args.quick))

@@ -25,19 +25,28 @@ TARGET_LATENCY_P99 = 1.0
 TARGET_BACKLOG_S = 30.0
 # A ship's day of 15-minute windows answers within 10 ms (p99, one client) ...
 TARGET_QUERY_1D_P99_MS = 10.0
-# ... and the service keeps half of InfluxDB's own rate for it under load.
-TARGET_QUERY_RATE_RATIO = 0.5
+# ... and the service, with its cache of recent answers, serves it at least at InfluxDB's own
+# rate for the same InfluxQL under load (16 clients): the service saves cost instead of adding it.
+TARGET_QUERY_RATE_RATIO = 1.0
 # The fleet's 30 daily totals over 100 ships answer within 100 ms (p50, one client).
 TARGET_FLEET_30D_MS = 100.0
 # The bridge's memory stays within 20% once its in-flight bound is reached in an outage.
 TARGET_MEMORY_GROWTH = 0.20
-# Issue 8 (coarse series): a 365-day daily series at >= 20x InfluxDB's rate summing the parts and
-# p99 < 10 ms at 1 client; fleet 365-day monthly totals p50 < 50 ms; ingest with the coarse series
-# at >= 80% of the same run without them.
+# Years of history from the coarse series: a 365-day daily series at >= 20x InfluxDB's rate
+# summing the parts and p99 < 10 ms at 1 client; fleet 365-day monthly totals p50 < 50 ms; ingest
+# with the coarse series kept up to date at >= 80% of the same run without them.
 TARGET_DAILY_RATE_RATIO = 20.0
 TARGET_DAILY_P99_MS = 10.0
 TARGET_FLEET_MONTHLY_MS = 50.0
 TARGET_COARSE_INGEST = 0.80
+# One bridge against what the broker delivers to a native subscriber (mosquitto_sub, stricter
+# than the bare paho subscriber these targets were first set against): 70% of it at twelve
+# readings per message, all of it at one.
+TARGET_BROKER_RATIO_12 = 0.70
+TARGET_BROKER_RATIO_1 = 1.0
+# Partitioned bridges ([bridge] workers) on this 2-core machine, which they share with the
+# publishers, the broker and the database: 1.3x one bridge.
+TARGET_WORKERS_RATIO = 1.3
 
 README_START = "<!-- bench:start (written by python -m bench; do not edit by hand) -->"
 README_END = "<!-- bench:end -->"
@@ -106,6 +115,17 @@ def targets(r: dict[str, Any]) -> list[tuple[str, float, float, bool]]:
             if c.readings == 12 and not c.offset_s:
                 rows.append((f"ingest, {c.name}, readings/s",  # noqa: PERF401
                              ing.readings[c.name]["pipeline"].median, TARGET_INGEST_12, True))
+        for n, goal in ((1, TARGET_BROKER_RATIO_1), (12, TARGET_BROKER_RATIO_12)):
+            if n in by and ing.readings[by[n]]["broker"].values:
+                x = ing.readings[by[n]]
+                rows.append((f"ingest, {n} reading(s)/msg, one bridge: pipeline / native "
+                             "subscriber", ratio(x["pipeline"], x["broker"]).median, goal, True))
+        one = ing.readings.get("12 readings/msg")
+        for c in ing.cases:
+            if one is not None and "[bridge] workers" in c.name:
+                rows.append((f"ingest, {c.name} / one bridge",  # noqa: PERF401
+                             ratio(ing.readings[c.name]["pipeline"], one["pipeline"]).median,
+                             TARGET_WORKERS_RATIO, True))
     if "latency" in r:
         rows.append(("latency p99 (PUBACK to queryable), ms", r["latency"].p99.median * 1000,
                      TARGET_LATENCY_P99 * 1000, False))

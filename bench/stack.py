@@ -297,6 +297,9 @@ def start(root: Path) -> Bench:
     accounts = Accounts(broker_dir(cfg))
     env["FLEET_MQTT_USERNAME"] = "fleet-bridge"
     env["FLEET_MQTT_PASSWORD"] = accounts.ensure_service("fleet-bridge", "bridge")
+    # The query service's own account, as make run provisions it: with it the service follows the
+    # energy topic and keeps its cache of recent answers (without it the cache stays off).
+    accounts.ensure_service("fleet-query", "query")
     # The bench's own processes (publishers, agents, the null bridge) import it from the tree.
     env = {**os.environ, **env, "PYTHONPATH": str(REPO_ROOT)}
     cfg = load_config(env=env)
