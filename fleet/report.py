@@ -10,9 +10,9 @@ one definition.
   with their local start, ``2025-03-01T00:00:00+01:00``). A period without data for a ship is
   missing (NaN; ``null`` in JSON, an empty cell in CSV and the spreadsheet), never a silent 0.
 - Coverage is covered seconds over the period's real length (a month, a 23-hour day); for a ship
-  with several meters, over the length times the number of its meters in the report (so a
-  complete period is 1). A row's coverage is over all its periods, a column's over all the
-  report's ships.
+  with several meters, the mean of its meters' coverage, over the meters holding data anywhere in
+  the report (:mod:`fleet.coverage`, the rule every endpoint uses: a complete period is 1). A row's
+  coverage is over all its periods, a column's over all the report's ships.
 - :meth:`Report.to_json`, :meth:`Report.to_csv` and :meth:`Report.to_xlsx` are the three formats
   (their shapes are in the README and the OpenAPI document).
 """
@@ -29,6 +29,7 @@ from zoneinfo import ZoneInfo
 import pandas as pd
 
 from fleet.calendar import US, CalendarError, Period, count_periods, local_iso
+from fleet.coverage import ship_seconds
 
 XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 # A worksheet has 16,384 columns: the ship column, the periods, Total and Coverage.
@@ -245,18 +246,19 @@ def build(records: Iterable[Record], periods: Sequence[Period], every: str, tz: 
     if long.empty:
         kwh = seconds = pd.DataFrame(index=pd.Index([], dtype=object), columns=columns,
                                      dtype=float)
-        meters = pd.Series(dtype=float)
     else:
         kwh = long.pivot_table(index=SHIP, columns="period", values="kwh", aggfunc="sum")
+        # A ship's covered seconds over its meters in the report (fleet.coverage).
+        meters = long.groupby(SHIP)["meter"].transform("nunique")
+        long["seconds"] = [ship_seconds(float(s), int(m))
+                           for s, m in zip(long["seconds"], meters, strict=True)]
         seconds = long.pivot_table(index=SHIP, columns="period", values="seconds",
                                    aggfunc="sum")
-        meters = long.groupby(SHIP)["meter"].nunique().astype(float)
     rows = sorted(kwh.index) if ships is None else list(dict.fromkeys(ships))
     kwh = kwh.reindex(index=rows, columns=columns).astype(float)
     seconds = seconds.reindex(index=rows, columns=columns).astype(float)
     lengths = pd.Series([p.length_us / US for p in periods], index=columns, dtype=float)
-    per_ship = meters.reindex(rows).fillna(1.0)
-    coverage = seconds.div(lengths, axis=1).div(per_ship, axis=0).where(kwh.notna())
+    coverage = seconds.div(lengths, axis=1).where(kwh.notna())
     for frame in (kwh, coverage):
         frame.columns = pd.Index(labels)
         frame.index = pd.Index(rows, name=SHIP, dtype=object)

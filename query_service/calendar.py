@@ -46,6 +46,7 @@ from fleet.coarse import (
     rollup_policy,
 )
 from fleet.config import Config
+from fleet.coverage import ship_seconds
 from fleet.schema import (
     FIELD_KWH,
     FIELD_SECONDS,
@@ -334,15 +335,20 @@ def _remember(key: str, statement: tuple[str, bool], generation: int | None,
 
 
 def ship_sums(answer: CalendarAnswer) -> dict[str, dict[int, Total]]:
-    """The answer summed over meters, per ship."""
+    """The answer summed over meters, per ship: kWh added up; covered seconds as
+    :func:`fleet.coverage.ship_seconds` says (over the ship's meters holding data in the answer's
+    range), so that seconds / the period's length is the ship's coverage."""
     out: dict[str, dict[int, Total]] = {}
+    meters: dict[str, int] = {}
     for (ship, _meter), per in answer.totals.items():
         acc = out.setdefault(ship, {})
+        meters[ship] = meters.get(ship, 0) + (1 if per else 0)
         for i, total in per.items():
             old = acc.get(i)
             acc[i] = total if old is None else Total(old.kwh + total.kwh,
                                                      old.seconds + total.seconds)
-    return out
+    return {ship: {i: Total(t.kwh, ship_seconds(t.seconds, meters[ship])) for i, t in per.items()}
+            if meters[ship] > 1 else per for ship, per in out.items()}
 
 
 def describe(answer: CalendarAnswer) -> dict[str, Any]:
