@@ -101,10 +101,11 @@ def source(database: str, retention_policy: str) -> str:
 
 
 def window_query(database: str, retention_policy: str, ship: str | None,
-                 start_us: int, end_us: int, every: str) -> str:
+                 start_us: int, end_us: int, every: str, *, by: str = "") -> str:
     """InfluxQL summing parts into windows of ``every``; only windows holding data are returned.
 
-    ``ship=None`` sums the whole fleet. Times are epoch microseconds, [start, end).
+    ``ship=None`` sums the whole fleet. Times are epoch microseconds, [start, end). ``by``: more
+    of the GROUP BY (tags, quoted), e.g. one series per meter.
     """
     where = f"time >= {start_us}u AND time < {end_us}u"
     if ship is not None:
@@ -112,7 +113,7 @@ def window_query(database: str, retention_policy: str, ship: str | None,
     return (
         f"SELECT sum({quote_ident(FIELD_KWH)}) AS kwh, sum({quote_ident(FIELD_SECONDS)}) AS seconds "
         f"FROM {source(database, retention_policy)} WHERE {where} "
-        f"GROUP BY time({every}) fill(none)"
+        f"GROUP BY time({every}){', ' + by if by else ''} fill(none)"
     )
 
 

@@ -20,11 +20,13 @@ import orjson
 from yarl import URL
 
 from fleet.config import InfluxConfig
+from fleet.coverage import ship_seconds
 from fleet.errors import StoreError, StoreUnavailableError
 from fleet.influxanswers import Kind, missing, sort_answer
 from fleet.schema import (
     FIELD_KWH,
     FIELD_SECONDS,
+    TAG_METER,
     TAG_SHIP,
     last_parts_query,
     quote_ident,
@@ -56,7 +58,12 @@ class Series:
 
 
 class WindowRow(NamedTuple):
-    """One ``GROUP BY time`` bucket holding data: its start, summed kWh and summed seconds.
+    """One ``GROUP BY time`` bucket holding data: its start, summed kWh and covered seconds.
+
+    A ship's rows (:meth:`InfluxClient.windows`, :meth:`InfluxClient.windows_by_ship`) hold its
+    covered seconds as :func:`fleet.coverage.ship_seconds` says: summed over its meters, divided
+    by how many of them hold data in the requested range, so seconds / the window's length is its
+    coverage, whatever its number of meters.
 
     A named tuple rather than a frozen dataclass: a year of 15-minute windows is 35,040 of them
     per request, and a tuple is built in half the time (it is just as immutable).
@@ -69,7 +76,8 @@ class WindowRow(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class FleetRow:
-    """One fleet-wide window: summed kWh and seconds, and how many ships hold data in it."""
+    """One fleet-wide window: summed kWh, the sum of the ships' covered seconds (each ship's as
+    in :class:`WindowRow`) and how many ships hold data in it."""
 
     start_us: int
     kwh: float
@@ -180,14 +188,19 @@ class InfluxClient:
                       every: str) -> list[WindowRow]:
         """Epoch-aligned windows of ``every`` holding data in [start, end), in time order.
 
-        ``ship=None`` sums the whole fleet. A missing database gives no windows.
+        ``ship=None`` sums the whole fleet (seconds summed as stored). A missing database gives
+        no windows. For a ship, one series per meter is read and added up here, its covered
+        seconds as :class:`WindowRow` says.
         """
+        by = "" if ship is None else quote_ident(TAG_METER)
         statement = window_query(self._database, self._retention_policy, ship,
-                                 start_us, end_us, every)
+                                 start_us, end_us, every, by=by)
         try:
             result = await self.query(statement, kind="windows")
         except DatabaseMissingError:
             return []
+        if ship is not None:
+            return _ship_rows(result).get("", [])
         rows: list[WindowRow] = []
         for series in result:
             rows.extend(_window_rows(series))
@@ -239,25 +252,27 @@ class InfluxClient:
 
     async def windows_by_ship(self, start_us: int, end_us: int, every: str,
                               ships: list[str] | None = None) -> dict[str, list[WindowRow]]:
-        """Windows of ``every`` holding data, per ship (all ships, or only ``ships``)."""
+        """Windows of ``every`` holding data, per ship (all ships, or only ``ships``); covered
+        seconds as :class:`WindowRow` says."""
+        return _ship_rows(await self._meter_series(start_us, end_us, every, ships,
+                                                   "windows_by_ship"))
+
+    async def _meter_series(self, start_us: int, end_us: int, every: str,
+                            ships: list[str] | None, kind: str) -> list[Series]:
+        """The windows of ``every`` holding data, one series per (ship, meter)."""
         where = f"time >= {start_us}u AND time < {end_us}u"
         if ships is not None:
             if not ships:
-                return {}
+                return []
             alternatives = " OR ".join(f"{quote_ident(TAG_SHIP)} = {quote_string(s)}"
                                        for s in ships)
             where = f"({alternatives}) AND {where}"
         statement = (
             f"SELECT sum({quote_ident(FIELD_KWH)}) AS kwh, "
             f"sum({quote_ident(FIELD_SECONDS)}) AS seconds FROM {self._source()} WHERE {where} "
-            f"GROUP BY time({every}), {quote_ident(TAG_SHIP)} fill(none)"
+            f"GROUP BY time({every}), {quote_ident(TAG_SHIP)}, {quote_ident(TAG_METER)} fill(none)"
         )
-        out: dict[str, list[WindowRow]] = {}
-        for series in await self._query_or_empty(statement, "windows_by_ship"):
-            out.setdefault(series.tags.get(TAG_SHIP, ""), []).extend(_window_rows(series))
-        for rows in out.values():
-            rows.sort(key=_start)
-        return out
+        return await self._query_or_empty(statement, kind)
 
     async def fleet_windows(self, start_us: int, end_us: int, every: str) -> list[FleetRow]:
         """Per window of ``every``: the fleet's kWh, covered seconds and ships with data.
@@ -269,6 +284,11 @@ class InfluxClient:
         query's two sums per ship and window. The totals are the same sums, added in another
         order. A window appears only when both answers hold it (a point landing between the two
         reads can make them differ for a moment).
+
+        Coverage: a third statement, sent with them, counts each ship's meters holding data in
+        the range; only when some ship has more than one are that ship's windows read per meter
+        and its seconds in the sums replaced by its covered seconds (:class:`WindowRow`), so the
+        fleet's seconds / (length x ships) is the mean of the ships' coverage.
         """
         where = f"time >= {start_us}u AND time < {end_us}u"
         sums = window_query(self._database, self._retention_policy, None, start_us, end_us, every)
@@ -278,9 +298,26 @@ class InfluxClient:
             f"GROUP BY time({every}), {quote_ident(TAG_SHIP)} fill(none)"
             f") WHERE {where} GROUP BY time({every}) fill(none)"
         )
-        sum_result, ship_result = await asyncio.gather(
+        meters = (
+            f"SELECT count({quote_ident(FIELD_KWH)}) AS n FROM {self._source()} WHERE {where} "
+            f"GROUP BY {quote_ident(TAG_SHIP)}, {quote_ident(TAG_METER)}"
+        )
+        sum_result, ship_result, meter_result = await asyncio.gather(
             self._query_or_empty(sums, "fleet_windows"),
-            self._query_or_empty(ships, "fleet_ships"))
+            self._query_or_empty(ships, "fleet_ships"),
+            self._query_or_empty(meters, "fleet_meters"))
+        per_ship: dict[str, int] = {}
+        for series in meter_result:
+            if any(v[-1] for v in series.values):
+                ship = series.tags.get(TAG_SHIP, "")
+                per_ship[ship] = per_ship.get(ship, 0) + 1
+        several = sorted(ship for ship, n in per_ship.items() if n > 1)
+        # Per window: what the ships with several meters take off the summed seconds.
+        extra: dict[int, float] = {}
+        if several:
+            for t, seconds, covered in _seconds_by_window(await self._meter_series(
+                    start_us, end_us, every, several, "fleet_meter_windows")):
+                extra[t] = extra.get(t, 0.0) + covered - seconds
         counts: dict[int, int] = {}
         for series in ship_result:
             t, n = _column(series, "time"), _column(series, "ships")
@@ -290,7 +327,7 @@ class InfluxClient:
             for start, kwh, seconds in _window_rows(series):
                 found = counts.get(start)
                 if found:
-                    rows.append(FleetRow(start, kwh, seconds, found))
+                    rows.append(FleetRow(start, kwh, seconds + extra.get(start, 0.0), found))
         if len(sum_result) > 1:
             rows.sort(key=lambda row: row.start_us)
         return rows
@@ -327,6 +364,42 @@ class InfluxClient:
 
 def _start(row: WindowRow) -> int:
     return row.start_us
+
+
+def _merge_meters(result: list[Series]) -> dict[str, tuple[list[WindowRow], int]]:
+    """Per ship (its tag; "" when not grouped by ship): its windows summed over its meters
+    (seconds as stored, added up) in time order, and how many meters hold data."""
+    found: dict[str, list[list[WindowRow]]] = {}
+    for series in result:
+        rows = _window_rows(series)
+        if rows:
+            found.setdefault(series.tags.get(TAG_SHIP, ""), []).append(rows)
+    out: dict[str, tuple[list[WindowRow], int]] = {}
+    for ship, lists in found.items():
+        if len(lists) == 1:  # one series comes in time order already
+            out[ship] = (lists[0], 1)
+            continue
+        acc: dict[int, tuple[float, float]] = {}
+        for rows in lists:
+            for t, k, s in rows:
+                old = acc.get(t)
+                acc[t] = (k, s) if old is None else (old[0] + k, old[1] + s)
+        out[ship] = ([WindowRow(t, k, s) for t, (k, s) in sorted(acc.items())], len(lists))
+    return out
+
+
+def _ship_rows(result: list[Series]) -> dict[str, list[WindowRow]]:
+    """Per ship, its windows from per-meter series, covered seconds as :class:`WindowRow` says."""
+    return {ship: rows if meters == 1 else
+            [WindowRow(t, k, ship_seconds(s, meters)) for t, k, s in rows]
+            for ship, (rows, meters) in _merge_meters(result).items()}
+
+
+def _seconds_by_window(result: list[Series]) -> list[tuple[int, float, float]]:
+    """(window start, summed seconds, covered seconds) of each ship's window, from per-meter
+    series."""
+    return [(t, s, ship_seconds(s, meters))
+            for rows, meters in _merge_meters(result).values() for t, _k, s in rows]
 
 
 def _window_rows(series: Series) -> list[WindowRow]:
