@@ -65,7 +65,9 @@ _WINDOW = {"type": "object", "required": ["time", "kwh", "coverage"], "propertie
              "8601: UTC with Z, or with the local offset of tz (2025-03-30T00:00:00+01:00)"},
     "kwh": _NNUM,
     "coverage": {"type": "number", "description": "covered seconds / the window's real length "
-                 "in seconds (a 23- or 25-hour local day counts as such), 0 to 1"}}}
+                 "in seconds (a 23- or 25-hour local day counts as such), 0 to 1; for the sum "
+                 "over a ship's meters, the mean of its meters' coverage (over the meters with "
+                 "data anywhere in the range: one complete and one empty meter give 0.5)"}}}
 
 
 def _errors(*codes: int) -> dict[str, Any]:
@@ -255,7 +257,8 @@ _SPEC: dict[str, Any] = {
         "/v1/fleet/energy": _read(
             "The fleet's kWh per window",
             "Per window: the fleet's total kWh, the number of ships with data in it, the mean "
-            "per reporting ship, and their mean coverage. Calendar periods, tz and meter as for "
+            "per reporting ship, and their mean coverage (the mean over those ships of each ship's "
+            "coverage, as for one ship). Calendar periods, tz and meter as for "
             "one ship.",
             list(_CALENDAR),
             _obj(["every", "label", "start", "end", "windows"], every={"type": "string"},
@@ -285,8 +288,9 @@ _SPEC: dict[str, Any] = {
             "description": (
                 "CONTRACT section 5. kWh per ship and period (every, tz as for the energy "
                 "endpoints; the default zone is the fleet's [query] timezone), totals per ship "
-                "and per period, and coverage (covered seconds over the period's real length, "
-                "per meter of the ship). A period without data is null (an empty cell), never "
+                "and per period, and coverage (covered seconds over the period's real length; "
+                "for several meters, the mean of the ship's meters' coverage, as on the energy "
+                "endpoints). A period without data is null (an empty cell), never "
                 "0. format=json (below), csv (one header line: ship, the periods' local start "
                 "times, total, coverage, then 'coverage <period>' per period; one line per ship; "
                 "a last line 'total') or xlsx (sheets kWh and Coverage, each an Excel table "
