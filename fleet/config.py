@@ -466,7 +466,7 @@ class AlertsConfig:
     evaluation_interval: str = "60s"
     resend_interval: str = "60s"
     state_path: str = ""
-    metrics_port: int = 9109
+    metrics_port: int = 9119
     mqtt_username: str = "fleet-alerts"
     mqtt_password: str = ""
     query_url: str = ""
