@@ -89,3 +89,14 @@ def test_parse_duration(value: object, seconds: float) -> None:
 def test_parse_duration_refuses(value: object) -> None:
     with pytest.raises(ValueError, match="duration"):
         parse_duration(value)
+
+
+def test_default_metrics_ports_leave_room_for_every_bridge_worker() -> None:
+    # Bridge i of [bridge] workers listens on metrics_port + i: a default port of another service
+    # inside that range is taken by a bridge first, and that service then never starts.
+    from fleet.config import AUTO_BRIDGE_WORKERS, Config
+
+    cfg = Config()
+    bridges = range(cfg.bridge.metrics_port, cfg.bridge.metrics_port + max(AUTO_BRIDGE_WORKERS, 8))
+    assert cfg.alerts.metrics_port not in bridges
+    assert cfg.http.port not in bridges
