@@ -1,4 +1,4 @@
-"""Calendar-query and coarse-series rows (issue 8 item 5), each next to InfluxDB answering the same
+"""Calendar-query and coarse-series rows, each next to InfluxDB answering the same
 question the way a user without this system would: from the 15-minute parts with InfluxQL, local
 days by its ``tz()`` (which has mis-grouped days at daylight-saving changes before 1.8.4: the
 InfluxDB side is timed, not trusted), months added up by the client from those days.

@@ -78,9 +78,14 @@ def ingest_table(ing: IngestResult) -> list[str]:
             f"| {c.name} | {r['pipeline'].fmt()} | {r['broker'].fmt()} | {r['null'].fmt()} | "
             f"{r['raw'].fmt()} | {r['influx'].fmt()}"
             + (f" ({ing.points[c.name]['influx'].fmt()})" if r["influx"].values else "")
-            + f" | {ing.batch_points[c.name].fmt()} | "
+            + f" | {_known(ing.batch_points[c.name]).fmt()} | "
             f"{ratio(r['pipeline'], lower).fmt('', 2) if lower.values else ''} |")
     return out
+
+
+def _known(f: Figure) -> Figure:
+    """The figure without its NaN samples (a row whose bridges publish no batch-size metric)."""
+    return Figure([v for v in f.values if not math.isnan(v)])
 
 
 def below(ing: IngestResult) -> list[str]:

@@ -1,5 +1,5 @@
-"""Issue 11's benchmark rows, in the shape of the benchmark's structure (bench/ingest.py,
-bench/queries.py):
+"""The scale-out benchmark rows (N partitioned bridges, the query cache), in the shape of the
+benchmark's structure (bench/ingest.py, bench/queries.py):
 
 - :data:`WORKER_CASES`: ingest rows at 12 readings per message through N bridges started the way
   ``make run`` starts them (``[bridge] workers``: plain subscriptions, ships split by CRC-32),

@@ -1,4 +1,4 @@
-"""Coarse series and calendar queries against the real servers (issue 8).
+"""Coarse series and calendar queries against the real servers.
 
 Each group of tests has a database of its own, its own bridge(s) and query service: the fleet's
 zone here is Europe/Oslo, so Oslo days read the daily series, UTC and New York the hourly one,
