@@ -217,13 +217,7 @@ async def period_totals(influx: InfluxClient, config: Config, start_us: int, end
     fleet_tz = parse_tz(zone) if zone else parse_tz(config.query.timezone)
     pieces = plan(start_us, end_us, every, tz, fleet_tz, hourly=zone is not None,
                   daily=zone is not None, period_list=plist)
-    horizon = horizon_us(config.influxdb)
-    if horizon is not None and any(p.source == "parts" and p.start_us < horizon for p in pieces):
-        answer.truncated_before = horizon
-        pieces = [p if p.source != "parts" or p.start_us >= horizon
-                  else Piece("parts", horizon, p.end_us)
-                  for p in pieces if p.source != "parts" or p.end_us > horizon]
-    answer.sources = pieces
+    pieces = _within_retention(answer, pieces, config)
     statements = _statements(config, pieces, plist, ships, meter)
     results = await _run(influx, config, [(s, p.source != "parts") for p, _i, s in statements],
                          "calendar", cache=zone is not None)
@@ -248,13 +242,7 @@ async def range_totals(influx: InfluxClient, config: Config, start_us: int, end_
         return answer
     pieces = plan(start_us, end_us, "1y", fleet_tz, fleet_tz, hourly=zone is not None,
                   daily=zone is not None, period_list=whole)
-    horizon = horizon_us(config.influxdb)
-    if horizon is not None and any(p.source == "parts" and p.start_us < horizon for p in pieces):
-        answer.truncated_before = horizon
-        pieces = [p if p.source != "parts" or p.start_us >= horizon
-                  else Piece("parts", horizon, p.end_us)
-                  for p in pieces if p.source != "parts" or p.end_us > horizon]
-    answer.sources = pieces
+    pieces = _within_retention(answer, pieces, config)
     statements = _statements(config, pieces, whole, ships, meter)
     results = await _run(influx, config, [(s, p.source != "parts") for p, _i, s in statements],
                          "totals", cache=zone is not None)
@@ -262,6 +250,19 @@ async def range_totals(influx: InfluxClient, config: Config, start_us: int, end_
         for series in result:
             _add(answer, [start_us], piece, series)
     return answer
+
+
+def _within_retention(answer: CalendarAnswer, pieces: list[Piece], config: Config) -> list[Piece]:
+    """The pieces, the parts' ones cut at what ``[influxdb] retention`` still keeps; the answer
+    records the cut (``truncated_before``) and the pieces it reads (``sources``)."""
+    horizon = horizon_us(config.influxdb)
+    if horizon is not None and any(p.source == "parts" and p.start_us < horizon for p in pieces):
+        answer.truncated_before = horizon
+        pieces = [p if p.source != "parts" or p.start_us >= horizon
+                  else Piece("parts", horizon, p.end_us)
+                  for p in pieces if p.source != "parts" or p.end_us > horizon]
+    answer.sources = pieces
+    return pieces
 
 
 async def _run(influx: InfluxClient, config: Config, statements: list[tuple[str, bool]],

@@ -146,19 +146,25 @@ class InfluxClient:
         Raises DatabaseMissingError when the database or retention policy does not exist,
         StoreUnavailableError when InfluxDB cannot answer now, StoreError otherwise.
         """
-        params = {"db": self._database, "epoch": "u", "q": influxql}
+        status, body, retry_after = await self._round_trip(
+            {"db": self._database, "epoch": "u", "q": influxql}, kind, post=False)
+        return _series(status, body, retry_after)
+
+    async def _round_trip(self, params: dict[str, str], kind: str, *,
+                          post: bool) -> tuple[int, bytes, str | None]:
+        """One ``/query`` request (POST carries many statements in its body): status, body and
+        Retry-After; unreachable is StoreUnavailableError. ``observe`` gets its duration."""
         started = time.perf_counter()
         try:
-            async with self._session.get(self._query_url, params=params) as resp:
-                body = await resp.read()
-                status = resp.status
-                retry_after = resp.headers.get("Retry-After")
+            request = (self._session.post(self._query_url, data=params) if post
+                       else self._session.get(self._query_url, params=params))
+            async with request as resp:
+                return resp.status, await resp.read(), resp.headers.get("Retry-After")
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise StoreUnavailableError(self._unreachable(exc)) from exc
         finally:
             if self._observe is not None:
                 self._observe(kind, time.perf_counter() - started)
-        return _series(status, body, retry_after)
 
     async def query_all(self, statements: list[str], kind: str = "calendar") -> list[list[Series]]:
         """Several read-only statements in one ``/query`` round trip: each one's series, in order.
@@ -167,18 +173,8 @@ class InfluxClient:
         """
         if not statements:
             return []
-        params = {"db": self._database, "epoch": "u", "q": ";\n".join(statements)}
-        started = time.perf_counter()
-        try:
-            async with self._session.post(self._query_url, data=params) as resp:
-                body = await resp.read()
-                status = resp.status
-                retry_after = resp.headers.get("Retry-After")
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise StoreUnavailableError(self._unreachable(exc)) from exc
-        finally:
-            if self._observe is not None:
-                self._observe(kind, time.perf_counter() - started)
+        status, body, retry_after = await self._round_trip(
+            {"db": self._database, "epoch": "u", "q": ";\n".join(statements)}, kind, post=True)
         try:
             return _all_series(status, body, retry_after, len(statements))
         except DatabaseMissingError:
