@@ -48,8 +48,14 @@ run-deps:
 
 # What the tests need besides: docker-compose (validates the compose file), Chromium (the
 # dashboard test) and Alertmanager (the alert tests; `make run` starts one too when installed).
+# A freshly installed Alertmanager service is stopped like the servers above (it would hold 9093).
 test-deps: run-deps
-	@$(call apt_ensure,docker-compose=docker-compose chromium=chromium prometheus-alertmanager=prometheus-alertmanager)
+	@fresh=0; command -v prometheus-alertmanager >/dev/null 2>&1 || fresh=1; \
+	$(call apt_ensure,docker-compose=docker-compose chromium=chromium prometheus-alertmanager=prometheus-alertmanager); \
+	if [ $$fresh = 1 ] && [ -d /run/systemd/system ]; then \
+	  echo "stopping the distribution's own prometheus-alertmanager service (this project runs its own)"; \
+	  $(SUDO) systemctl disable --now prometheus-alertmanager >/dev/null 2>&1 || true; \
+	fi
 
 lint: venv
 	$(BIN)/ruff check .
