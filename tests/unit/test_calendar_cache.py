@@ -39,3 +39,55 @@ def test_coarse_reads_are_kept_while_the_generation_stays_and_parts_never() -> N
     influx.generation = 2  # a coarse write: cached reads are read again
     assert run(influx, statements) == [2.0, 2.0]
     assert influx.sent[-1] == ["SELECT coarse"]
+
+
+class DailyInflux:
+    """The coarse state (complete, UTC), the generation, and one daily point per statement."""
+
+    def __init__(self) -> None:
+        self.generation = 1
+        self.kwh = 1.0
+        self.sent: list[list[str]] = []
+
+    async def query_all(self, statements: list[str], kind: str = "") -> list[list[Series]]:
+        self.sent.append(statements)
+        out: list[list[Series]] = []
+        for s in statements:
+            if calendar.STATE in s:
+                out.append([Series("st", ("time", "ready", "version", "tz"),
+                                   [[0, True, calendar.VERSION, "UTC"]], {})])
+            elif calendar.GENERATION in s:
+                out.append([Series("g", ("time", "value"), [[0, self.generation]], {})])
+            else:
+                out.append([Series("d", ("time", "kwh", "seconds", "n"),
+                                   [[DAY0, self.kwh, 900.0, 1]], {"ship": "s1", "meter": "m"})])
+        return out
+
+
+DAY0 = 1_735_689_600_000_000  # 2025-01-01T00:00:00Z
+DAY = 86_400_000_000
+
+
+def totals(influx: DailyInflux) -> float:
+    from zoneinfo import ZoneInfo
+    answer = asyncio.run(calendar.period_totals(
+        influx, Config(), DAY0, DAY0 + 2 * DAY, "1d", ZoneInfo("UTC"),  # type: ignore[arg-type]
+        ships=["s1"]))
+    return answer.totals[("s1", "m")][0].kwh
+
+
+def test_finished_answers_serve_while_the_generation_stays_and_are_read_again_after() -> None:
+    calendar._cache.clear()
+    calendar._answers.clear()
+    calendar._state_cache.clear()
+    influx = DailyInflux()
+    assert totals(influx) == 1.0
+    assert calendar._answers  # coarse only, one generation: kept
+    influx.kwh = 2.0  # changed without a new generation: the answer is served as it was
+    sent = len(influx.sent)
+    assert totals(influx) == 1.0
+    assert len(influx.sent) == sent + 1 and len(influx.sent[-1]) == 1  # the generation only
+    influx.generation = 2  # a coarse write: the answer is computed again from fresh reads
+    assert totals(influx) == 2.0
+    assert totals(influx) == 2.0
+    assert len(influx.sent[-1]) == 1
