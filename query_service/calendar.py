@@ -92,6 +92,9 @@ class CalendarAnswer:
     totals: dict[tuple[str, str], dict[int, Total]] = field(default_factory=dict)
     truncated_before: int | None = None
     sources: list[Piece] = field(default_factory=list)
+    # What views rendered from this answer, by their own key: a kept answer (see the module
+    # doc) is served again, and so is what was rendered from it.
+    rendered: dict[tuple[Any, ...], Any] = field(default_factory=dict)
 
 
 async def coarse_zone(influx: InfluxClient, config: Config) -> str | None:

@@ -91,3 +91,34 @@ def test_finished_answers_serve_while_the_generation_stays_and_are_read_again_af
     assert totals(influx) == 2.0
     assert totals(influx) == 2.0
     assert len(influx.sent[-1]) == 1
+
+
+def test_rendered_answers_follow_the_generation() -> None:
+    import json
+
+    from aiohttp import web
+    from aiohttp.test_utils import make_mocked_request
+
+    from query_service.calendar_views import ship_energy
+    from query_service.typedefs import CONFIG, INFLUX
+
+    calendar._cache.clear()
+    calendar._answers.clear()
+    calendar._state_cache.clear()
+    influx = DailyInflux()
+    app = web.Application()
+    app[CONFIG] = Config()
+    app[INFLUX] = influx  # type: ignore[misc]
+    path = "/v1/ships/s1/energy?start=2025-01-01T00:00:00Z&end=2025-01-03T00:00:00Z&every=1d"
+
+    async def kwh() -> float:
+        req = make_mocked_request("GET", path, app=app, match_info={"id": "s1"})
+        resp = await ship_energy(req)
+        assert resp.text is not None
+        return float(json.loads(resp.text)["windows"][0]["kwh"])
+
+    assert asyncio.run(kwh()) == 1.0
+    influx.kwh = 2.0
+    assert asyncio.run(kwh()) == 1.0  # same generation: the kept answer and its rendering
+    influx.generation = 2
+    assert asyncio.run(kwh()) == 2.0  # a new generation: read and rendered again
