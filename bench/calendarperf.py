@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import re
 import statistics
+import sys
 import time
 from typing import Any
 
@@ -39,6 +40,7 @@ class FakeInflux:
 
     def __init__(self) -> None:
         self.round_trips = 0
+        self.generation = 1
 
     async def query_all(self, statements: list[str], kind: str = "") -> list[list[Series]]:
         self.round_trips += 1
@@ -50,7 +52,7 @@ class FakeInflux:
             return [Series(STATE, ("time", "ready", "version", "tz"),
                            [[0, True, VERSION, "Europe/Oslo"]], {})]
         if f'"{GENERATION}"' in statement:
-            return [Series(GENERATION, ("time", "value"), [[0, 1]], {})]
+            return [Series(GENERATION, ("time", "value"), [[0, self.generation]], {})]
         m = _RANGE.search(statement)
         assert m, statement
         start, end = int(m.group(1)), int(m.group(2))
@@ -63,7 +65,7 @@ class FakeInflux:
         return True
 
 
-async def _bench(query: str, clients: int, seconds: float) -> dict[str, float]:
+async def _bench(query: str, clients: int, seconds: float, cold: bool) -> dict[str, float]:
     app = web.Application()
     app[CONFIG] = Config()
     influx = FakeInflux()
@@ -76,6 +78,8 @@ async def _bench(query: str, clients: int, seconds: float) -> dict[str, float]:
         # One mocked request per client, built once: building one costs more than the answer.
         req = make_mocked_request("GET", path, app=app, match_info={"id": "s1"})
         while time.perf_counter() < stop:
+            if cold:  # a coarse write before every request: nothing kept may serve
+                influx.generation += 1
             t0 = time.perf_counter()
             resp = await ship_energy(req)
             lat.append(time.perf_counter() - t0)
@@ -91,11 +95,14 @@ async def _bench(query: str, clients: int, seconds: float) -> dict[str, float]:
 
 
 def main(seconds: float = 3.0) -> None:
-    print("| case | clients | req/s | p50 ms | p99 ms | round trips/req |")
+    """``--cold``: the generation changes before every request (the cost of a fresh answer)."""
+    cold = "--cold" in sys.argv[1:]
+    print(f"| case{' (cold)' if cold else ''} | clients | req/s | p50 ms | p99 ms | "
+          "round trips/req |")
     print("|---|---|---|---|---|---|")
     for name, query in CASES.items():
         for clients in (1, 16):
-            r: dict[str, Any] = asyncio.run(_bench(query, clients, seconds))
+            r: dict[str, Any] = asyncio.run(_bench(query, clients, seconds, cold))
             print(f"| {name} | {clients} | {r['rps']:.0f} | {r['p50_ms']:.2f} | "
                   f"{r['p99_ms']:.2f} | {r['round_trips']:.2f} |")
 
