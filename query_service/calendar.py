@@ -231,10 +231,13 @@ async def period_totals(influx: InfluxClient, config: Config, start_us: int, end
     if cached is not None:
         [result] = await influx.query_all([_generation_statement(config)], kind="calendar")
         generation = _generation(result)
+        kept = _answers.get(akey) is cached  # others ran while this one waited
         if generation is not None and generation == cached[0]:
-            _answers.move_to_end(akey)
+            if kept:
+                _answers.move_to_end(akey)
             return cached[1]
-        del _answers[akey]
+        if kept:
+            del _answers[akey]
     fleet_tz = parse_tz(zone) if zone else parse_tz(config.query.timezone)
     pieces = plan(start_us, end_us, every, tz, fleet_tz, hourly=zone is not None,
                   daily=zone is not None, period_list=plist)
@@ -336,7 +339,8 @@ async def _run_generation(influx: InfluxClient, config: Config,
     for i, (_g, series) in hits.items():
         if i not in stale:
             out[i] = series
-            _cache.move_to_end((key, statements[i][0]))
+            if (key, statements[i][0]) in _cache:  # perhaps dropped while this one waited
+                _cache.move_to_end((key, statements[i][0]))
     consistent = generation
     if stale:
         again = await influx.query_all([gen_statement, *(statements[i][0] for i in stale)],

@@ -51,6 +51,7 @@ class DailyInflux:
 
     async def query_all(self, statements: list[str], kind: str = "") -> list[list[Series]]:
         self.sent.append(statements)
+        await asyncio.sleep(0)  # as a real round trip: other requests run meanwhile
         out: list[list[Series]] = []
         for s in statements:
             if calendar.STATE in s:
@@ -122,3 +123,21 @@ def test_rendered_answers_follow_the_generation() -> None:
     assert asyncio.run(kwh()) == 1.0  # same generation: the kept answer and its rendering
     influx.generation = 2
     assert asyncio.run(kwh()) == 2.0  # a new generation: read and rendered again
+
+
+def test_concurrent_requests_after_a_new_generation_all_read_it() -> None:
+    calendar._cache.clear()
+    calendar._answers.clear()
+    calendar._state_cache.clear()
+    influx = DailyInflux()
+    assert totals(influx) == 1.0
+    influx.kwh, influx.generation = 3.0, 2
+
+    async def many() -> list[float]:
+        from zoneinfo import ZoneInfo
+        answers = await asyncio.gather(*(calendar.period_totals(
+            influx, Config(), DAY0, DAY0 + 2 * DAY, "1d", ZoneInfo("UTC"),  # type: ignore[arg-type]
+            ships=["s1"]) for _ in range(4)))
+        return [a.totals[("s1", "m")][0].kwh for a in answers]
+
+    assert asyncio.run(many()) == [3.0] * 4
