@@ -228,6 +228,7 @@ async def period_totals(influx: InfluxClient, config: Config, start_us: int, end
     akey = (_key(config), start_us, end_us, every, tz.key, None if ships is None else tuple(ships),
             meter, zone)
     cached = _answers.get(akey) if zone is not None else None
+    seen: int | None = None
     if cached is not None:
         [result] = await influx.query_all([_generation_statement(config)], kind="calendar")
         generation = _generation(result)
@@ -238,6 +239,7 @@ async def period_totals(influx: InfluxClient, config: Config, start_us: int, end
             return cached[1]
         if kept:
             del _answers[akey]
+        seen = generation
     fleet_tz = parse_tz(zone) if zone else parse_tz(config.query.timezone)
     pieces = plan(start_us, end_us, every, tz, fleet_tz, hourly=zone is not None,
                   daily=zone is not None, period_list=plist)
@@ -245,7 +247,7 @@ async def period_totals(influx: InfluxClient, config: Config, start_us: int, end
     statements = _statements(config, pieces, plist, ships, meter)
     results, generation = await _run_generation(
         influx, config, [(s, p.source != "parts") for p, _i, s in statements], "calendar",
-        cache=zone is not None)
+        cache=zone is not None, seen=seen)
     starts = [p.start_us for p in plist]
     for (piece, _first, _statement), result in zip(statements, results, strict=True):
         for series in result:
@@ -306,9 +308,12 @@ async def _run(influx: InfluxClient, config: Config, statements: list[tuple[str,
 
 async def _run_generation(influx: InfluxClient, config: Config,
                           statements: list[tuple[str, bool]], kind: str, *,
-                          cache: bool = True) -> tuple[list[list[Series]], int | None]:
+                          cache: bool = True,
+                          seen: int | None = None) -> tuple[list[list[Series]], int | None]:
     """Each statement's series; coarse-series statements (flagged True) may come from the cache.
     With them the generation every coarse result belongs to (None: unknown, or not one).
+    ``seen``: a generation just read; kept reads of another one are read again in the first round
+    trip rather than after it (still validated by the generation read with them).
 
     The cache holds what a statement read from the coarse series together with the coarse
     series' generation (:func:`fleet.coarse.generation_line`, rewritten in the same request as
@@ -327,7 +332,7 @@ async def _run_generation(influx: InfluxClient, config: Config,
     hits: dict[int, tuple[int, list[Series]]] = {}
     for i, (text, cacheable) in enumerate(statements):
         found = _cache.get((key, text)) if cacheable else None
-        if found is not None:
+        if found is not None and (seen is None or found[0] == seen):
             hits[i] = found
     send = [i for i in range(len(statements)) if i not in hits]
     results = await influx.query_all([gen_statement, *(statements[i][0] for i in send)],

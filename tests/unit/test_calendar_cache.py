@@ -89,7 +89,9 @@ def test_finished_answers_serve_while_the_generation_stays_and_are_read_again_af
     assert totals(influx) == 1.0
     assert len(influx.sent) == sent + 1 and len(influx.sent[-1]) == 1  # the generation only
     influx.generation = 2  # a coarse write: the answer is computed again from fresh reads
+    sent = len(influx.sent)
     assert totals(influx) == 2.0
+    assert len(influx.sent) == sent + 2  # the generation, then it again with the statements
     assert totals(influx) == 2.0
     assert len(influx.sent[-1]) == 1
 
