@@ -264,10 +264,16 @@ def _hour_aligned(values: Sequence[int]) -> bool:
 def day_boundaries(start_us: int, end_us: int, tz: ZoneInfo) -> list[int]:
     """Local midnights in ``tz`` from the one at or before ``start_us`` to the first at or after
     ``end_us`` (the days touching the range, as their boundaries)."""
-    # Unchecked: the bridge keeps days of any stored date (a zone's local mean time of 1900
-    # included); the reader refuses to answer in such offsets.
-    return [p.start_us for p in _periods(start_us, end_us, "1d", tz)] + [
-        next_boundary(period_start(end_us - 1, "1d", tz), "1d", tz)]
+    return list(_day_boundaries(start_us, end_us, tz))
+
+
+@functools.lru_cache(maxsize=256)
+def _day_boundaries(start_us: int, end_us: int, tz: ZoneInfo) -> tuple[int, ...]:
+    # Cached (pure): ten years of days are 3,650 zoneinfo conversions, asked for by every
+    # calendar request over that range. Unchecked: the bridge keeps days of any stored date (a
+    # zone's local mean time of 1900 included); the reader refuses to answer in such offsets.
+    return (*(p.start_us for p in _periods(start_us, end_us, "1d", tz)),
+            next_boundary(period_start(end_us - 1, "1d", tz), "1d", tz))
 
 
 def plan(start_us: int, end_us: int, every: str, tz: ZoneInfo, fleet_tz: ZoneInfo, *,
@@ -290,7 +296,7 @@ def plan(start_us: int, end_us: int, every: str, tz: ZoneInfo, fleet_tz: ZoneInf
     # edges of daily pieces) when the fleet's own day boundaries are.
     use_hour = hourly and _hour_aligned(inner)
     if use_day:
-        days = [d for d in day_boundaries(start_us, end_us, fleet_tz) if start_us <= d <= end_us]
+        days = [d for d in _day_boundaries(start_us, end_us, fleet_tz) if start_us <= d <= end_us]
         if len(days) >= 2:
             d0, d1 = days[0], days[-1]
             edge_hours = hourly and _hour_aligned(days)

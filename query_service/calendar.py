@@ -22,6 +22,10 @@ from the daily series (days of the fleet's zone, when the request's zone is that
 series (whole UTC hours, when every period boundary is one) and the parts for the rest
 (:func:`fleet.calendar.plan`); the coarse series are used only when ``rollup_state`` says they are
 complete. InfluxDB sums between boundaries decided here; its ``tz()`` is never used.
+
+A finished answer read only from the coarse series, all of one generation, is kept (keyed by the
+request and the coarse zone) and served again only while the generation read in a fresh round
+trip is the same one; answers are shared, so callers treat them as read-only.
 """
 
 from __future__ import annotations
@@ -68,6 +72,10 @@ _CACHE_ENTRIES = 2048
 _CACHE_ROWS = 20_000  # a larger answer is read each time
 _cache: OrderedDict[tuple[str, str], tuple[int, list[Series]]] = OrderedDict()
 _state_cache: dict[str, tuple[float, str | None]] = {}
+_ANSWER_ENTRIES = 256
+# Finished answers of period_totals read only from the coarse series, with the generation their
+# reads belong to; shared, so callers treat an answer as read-only.
+_answers: OrderedDict[tuple[Any, ...], tuple[int, CalendarAnswer]] = OrderedDict()
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +92,9 @@ class CalendarAnswer:
     totals: dict[tuple[str, str], dict[int, Total]] = field(default_factory=dict)
     truncated_before: int | None = None
     sources: list[Piece] = field(default_factory=list)
+    # What views rendered from this answer, by their own key: a kept answer (see the module
+    # doc) is served again, and so is what was rendered from it.
+    rendered: dict[tuple[Any, ...], Any] = field(default_factory=dict)
 
 
 async def coarse_zone(influx: InfluxClient, config: Config) -> str | None:
@@ -214,17 +225,41 @@ async def period_totals(influx: InfluxClient, config: Config, start_us: int, end
     if ships is not None and not ships:
         return answer
     zone = None if every == "15m" else await coarse_zone(influx, config)
+    akey = (_key(config), start_us, end_us, every, tz.key, None if ships is None else tuple(ships),
+            meter, zone)
+    cached = _answers.get(akey) if zone is not None else None
+    seen: int | None = None
+    if cached is not None:
+        [result] = await influx.query_all([_generation_statement(config)], kind="calendar")
+        generation = _generation(result)
+        kept = _answers.get(akey) is cached  # others ran while this one waited
+        if generation is not None and generation == cached[0]:
+            if kept:
+                _answers.move_to_end(akey)
+            return cached[1]
+        if kept:
+            del _answers[akey]
+        seen = generation
     fleet_tz = parse_tz(zone) if zone else parse_tz(config.query.timezone)
     pieces = plan(start_us, end_us, every, tz, fleet_tz, hourly=zone is not None,
                   daily=zone is not None, period_list=plist)
     pieces = _within_retention(answer, pieces, config)
     statements = _statements(config, pieces, plist, ships, meter)
-    results = await _run(influx, config, [(s, p.source != "parts") for p, _i, s in statements],
-                         "calendar", cache=zone is not None)
+    results, generation = await _run_generation(
+        influx, config, [(s, p.source != "parts") for p, _i, s in statements], "calendar",
+        cache=zone is not None, seen=seen)
     starts = [p.start_us for p in plist]
     for (piece, _first, _statement), result in zip(statements, results, strict=True):
         for series in result:
             _add(answer, starts, piece, series)
+    if (zone is not None and generation is not None and answer.truncated_before is None
+            and all(p.source != "parts" for p in pieces)
+            and sum(len(per) for per in answer.totals.values()) <= _CACHE_ROWS):
+        # Only coarse reads, all of one generation: the plan is a pure function of the key (no
+        # parts, so no retention cut), and the answer is what those reads sum to.
+        _answers[akey] = (generation, answer)
+        while len(_answers) > _ANSWER_ENTRIES:
+            _answers.popitem(last=False)
     return answer
 
 
@@ -267,7 +302,18 @@ def _within_retention(answer: CalendarAnswer, pieces: list[Piece], config: Confi
 
 async def _run(influx: InfluxClient, config: Config, statements: list[tuple[str, bool]],
                kind: str, *, cache: bool = True) -> list[list[Series]]:
+    """Each statement's series (see :func:`_run_generation`)."""
+    return (await _run_generation(influx, config, statements, kind, cache=cache))[0]
+
+
+async def _run_generation(influx: InfluxClient, config: Config,
+                          statements: list[tuple[str, bool]], kind: str, *,
+                          cache: bool = True,
+                          seen: int | None = None) -> tuple[list[list[Series]], int | None]:
     """Each statement's series; coarse-series statements (flagged True) may come from the cache.
+    With them the generation every coarse result belongs to (None: unknown, or not one).
+    ``seen``: a generation just read; kept reads of another one are read again in the first round
+    trip rather than after it (still validated by the generation read with them).
 
     The cache holds what a statement read from the coarse series together with the coarse
     series' generation (:func:`fleet.coarse.generation_line`, rewritten in the same request as
@@ -279,15 +325,14 @@ async def _run(influx: InfluxClient, config: Config, statements: list[tuple[str,
     """
     if not cache:  # no complete coarse series (perhaps no policy for them: a statement naming
         # a missing one would end InfluxDB's answer to the statements after it)
-        return await influx.query_all([text for text, _c in statements], kind=kind)
+        return await influx.query_all([text for text, _c in statements], kind=kind), None
     key = _key(config)
-    gen_statement = (f"SELECT {quote_ident('value')} FROM {_source(config, GENERATION, rollup=True)}"
-                     " ORDER BY time DESC LIMIT 1")
+    gen_statement = _generation_statement(config)
     out: list[list[Series] | None] = [None] * len(statements)
     hits: dict[int, tuple[int, list[Series]]] = {}
     for i, (text, cacheable) in enumerate(statements):
         found = _cache.get((key, text)) if cacheable else None
-        if found is not None:
+        if found is not None and (seen is None or found[0] == seen):
             hits[i] = found
     send = [i for i in range(len(statements)) if i not in hits]
     results = await influx.query_all([gen_statement, *(statements[i][0] for i in send)],
@@ -299,16 +344,25 @@ async def _run(influx: InfluxClient, config: Config, statements: list[tuple[str,
     for i, (_g, series) in hits.items():
         if i not in stale:
             out[i] = series
-            _cache.move_to_end((key, statements[i][0]))
+            if (key, statements[i][0]) in _cache:  # perhaps dropped while this one waited
+                _cache.move_to_end((key, statements[i][0]))
+    consistent = generation
     if stale:
         again = await influx.query_all([gen_statement, *(statements[i][0] for i in stale)],
                                        kind=kind)
         for i, result in zip(stale, again[1:], strict=True):
             out[i] = result
             _remember(key, statements[i], _generation(again[0]), result)
+        if _generation(again[0]) != generation:
+            consistent = None
     for i in send:
         _remember(key, statements[i], generation, out[i] or [])
-    return [r or [] for r in out]
+    return [r or [] for r in out], consistent
+
+
+def _generation_statement(config: Config) -> str:
+    return (f"SELECT {quote_ident('value')} FROM {_source(config, GENERATION, rollup=True)}"
+            " ORDER BY time DESC LIMIT 1")
 
 
 def _generation(result: list[Series]) -> int | None:

@@ -33,7 +33,7 @@ from query_service.energy import (
     parse_range,
     parse_ship,
 )
-from query_service.render import respond
+from query_service.render import Rendered, rendered, respond, response, wants_csv
 from query_service.timefmt import iso
 from query_service.typedefs import CONFIG, INFLUX
 
@@ -117,6 +117,16 @@ async def ship_energy(request: web.Request) -> web.Response:
                                  ships=[ship], meter=req.meter, max_windows=req.max_windows)
     if not answer.totals and not await influx.ship_known(ship):
         raise ShipNotFoundError(ship)
+    as_csv = wants_csv(request)
+    # The answer holds every other input (range, every, tz, meter); a kept one renders once.
+    key = ("ship", ship, req.label, req.fill, req.by, as_csv)
+    done = answer.rendered.get(key)
+    if done is None:
+        done = answer.rendered[key] = _ship_rendered(answer, req, ship, as_csv)
+    return response(done)
+
+
+def _ship_rendered(answer: CalendarAnswer, req: _Request, ship: str, as_csv: bool) -> Rendered:
     body: dict[str, Any] = {"ship": ship, "unit": "kWh", **req.head(), **_extra(answer)}
     if req.meter is not None:
         body["meter"] = req.meter
@@ -125,11 +135,11 @@ async def ship_energy(request: web.Request) -> web.Response:
                   for (_ship, meter), per in sorted(answer.totals.items())}
         body["meters"] = meters
         rows = [{"meter": m, **w} for m, ws in meters.items() for w in ws]
-        return respond(request, body, ("meter", "time", "kwh", "coverage"), rows,
-                       f"energy-{ship}")
+        return rendered(as_csv, body, ("meter", "time", "kwh", "coverage"), rows,
+                        f"energy-{ship}")
     rows = req.windows(answer, ship_sums(answer).get(ship, {}))
     body["windows"] = rows
-    return respond(request, body, ("time", "kwh", "coverage"), rows, f"energy-{ship}")
+    return rendered(as_csv, body, ("time", "kwh", "coverage"), rows, f"energy-{ship}")
 
 
 async def fleet_energy(request: web.Request) -> web.Response:
@@ -139,6 +149,15 @@ async def fleet_energy(request: web.Request) -> web.Response:
         raise ParameterError("by", "by=meter is for /v1/ships/{id}/energy")
     answer = await period_totals(request.app[INFLUX], config, req.start_us, req.end_us,
                                  req.every, req.tz, meter=req.meter, max_windows=req.max_windows)
+    as_csv = wants_csv(request)
+    key = ("fleet", req.label, req.fill, as_csv)
+    done = answer.rendered.get(key)
+    if done is None:
+        done = answer.rendered[key] = _fleet_rendered(answer, req, as_csv)
+    return response(done)
+
+
+def _fleet_rendered(answer: CalendarAnswer, req: _Request, as_csv: bool) -> Rendered:
     per_ship = ship_sums(answer)
     out = []
     empty = None if req.fill == "null" else 0.0
@@ -158,8 +177,8 @@ async def fleet_energy(request: web.Request) -> web.Response:
                             "windows": out}
     if req.meter is not None:
         body["meter"] = req.meter
-    return respond(request, body, ("time", "kwh", "ships", "mean_kwh", "coverage"), out,
-                   "fleet-energy")
+    return rendered(as_csv, body, ("time", "kwh", "ships", "mean_kwh", "coverage"), out,
+                    "fleet-energy")
 
 
 async def ranking(request: web.Request, start_us: int, end_us: int,

@@ -51,8 +51,23 @@ def _cell(value: Any) -> str:
 def respond(request: web.Request, body: Mapping[str, Any], columns: Sequence[str],
             rows: Iterable[Mapping[str, Any]], name: str) -> web.Response:
     """``body`` as JSON, or ``rows`` (the body's list) as CSV with ``columns``."""
-    if wants_csv(request):
-        return web.Response(text=csv_text(columns, rows), content_type="text/csv",
-                            charset="utf-8",
+    return response(rendered(wants_csv(request), body, columns, rows, name))
+
+
+Rendered = tuple[str, str, str]  # text, content type, CSV file name ("" for JSON)
+
+
+def rendered(as_csv: bool, body: Mapping[str, Any], columns: Sequence[str],
+             rows: Iterable[Mapping[str, Any]], name: str) -> Rendered:
+    """What :func:`respond` sends, as plain values (to keep for a repeated request)."""
+    if as_csv:
+        return csv_text(columns, rows), "text/csv", name
+    return json.dumps(body), "application/json", ""
+
+
+def response(parts: Rendered) -> web.Response:
+    text, content_type, name = parts
+    if content_type == "text/csv":
+        return web.Response(text=text, content_type="text/csv", charset="utf-8",
                             headers={"Content-Disposition": f'inline; filename="{name}.csv"'})
-    return json_response(body)
+    return web.Response(text=text, content_type="application/json")
