@@ -16,7 +16,11 @@ Per batch, in the writer thread (:class:`bridge.batcher.Batcher` calls :meth:`Ro
    every parts write it covers), and for every coarse
    value touching their hours runs :func:`fleet.coarse.reconcile`: read the parts, write each
    value that differs from its parts' sum, and read the parts again, until a read made after its
-   last write agrees with what is stored. Nothing is ever incremented. A failure (InfluxDB down)
+   last write agrees with what is stored. While parts keep arriving, a loop pauses after
+   :data:`PACED_ROUNDS` rounds and goes on :data:`COALESCE` later (its next round starts with a
+   read, its journal entries stay outstanding), merged with the entries queued meanwhile: the
+   same loop, spread out, so the argument below is unchanged. Nothing is ever incremented. A
+   failure (InfluxDB down)
    is retried with backoff, never dropped; the entries stay queued.
 4. **Checkpoint.** ``rollup_checkpoint`` (per bridge) records the journal time below which every
    entry is reconciled. At start, each bridge queues every journal entry newer than each bridge's
@@ -74,6 +78,9 @@ JOURNAL_PATIENCE = 10.0
 # reconciled once (one round of reads for all of them), and the worker leaves the GIL and InfluxDB
 # to the parts writer meanwhile. An idle worker takes an entry at once (no added delay).
 COALESCE = 0.5
+# Rounds (read, write what differs) of one reconcile before the worker pauses for COALESCE when
+# parts keep arriving, instead of chasing every batch with another round at once.
+PACED_ROUNDS = 2
 
 
 def journal_policy(cfg: Config) -> str:
@@ -287,7 +294,7 @@ class Rollup:
                     self._checkpoint()
                     continue
             try:
-                self.update(taken)
+                clean = self.update(taken, paced=not self._stop.is_set())
             except Exception as exc:  # a bug must not end the updates silently either
                 self.failures += 1
                 if isinstance(exc, StoreError | _NotCleanError):
@@ -305,13 +312,26 @@ class Rollup:
                 taken = _merge(taken)
                 continue
             delay = 0.2
+            if not clean:
+                # Parts kept arriving for these values: the same loops go on after a pause, from
+                # a read made after their last write, together with what arrived meanwhile (one
+                # round of reads for all of it). Their journal entries stay outstanding.
+                self._stop.wait(COALESCE)
+                with self._cond:
+                    taken.extend(self._q.entries)
+                    self._q.entries = []
+                taken = _merge(taken)
+                continue
             with self._cond:
                 self._busy = bool(self._q.entries)
             self._advance(taken)
             taken = []
 
-    def update(self, entries: list[Entry]) -> None:
-        """Reconcile every coarse value touching the entries' hours (raises on failure)."""
+    def update(self, entries: list[Entry], *, paced: bool = False) -> bool:
+        """Reconcile every coarse value touching the entries' hours (raises on failure).
+
+        ``paced``: stop after :data:`PACED_ROUNDS` rounds when parts keep arriving and return
+        False (unfinished: the caller goes on later, starting with a read); else True."""
         merged: dict[str, set[int]] = {}
         for e in entries:
             for ship, hours in e.touched.items():
@@ -323,10 +343,17 @@ class Rollup:
                 # one round of statements.
                 wide = coarse.span(a, b, self.tz)
                 by_span.setdefault((wide[0], wide[1]), []).append(ship)
+        finished = True
         for (a, b), ships in sorted(by_span.items()):
+            if paced:
+                outcome = coarse.reconcile(self.io, sorted(ships), a, b, self.tz,
+                                           max_rounds=PACED_ROUNDS)
+                finished = finished and outcome.clean
+                continue
             outcome = coarse.reconcile(self.io, sorted(ships), a, b, self.tz)
             if not outcome.clean:
                 raise _NotCleanError(f"values of {len(ships)} ship(s) kept changing")
+        return finished
 
     def _advance(self, done: list[Entry]) -> None:
         with self._cond:
