@@ -10,10 +10,17 @@ Per batch, in the writer thread (:class:`bridge.batcher.Batcher` calls :meth:`Ro
    still says which values to recompute.
 2. **Parts**, then the PUBACK, exactly as without coarse series (the coarse update never holds the
    PUBACK back: it runs in a worker thread).
-3. **Reconcile.** The worker takes released entries (merging what is queued), and for every coarse
+3. **Reconcile.** The worker takes released entries (merging what is queued; under sustained load
+   it first lets them gather for up to :data:`COALESCE` seconds, so an hour touched by many
+   batches is reconciled once; waiting only delays the loop, and each loop still reads after
+   every parts write it covers), and for every coarse
    value touching their hours runs :func:`fleet.coarse.reconcile`: read the parts, write each
    value that differs from its parts' sum, and read the parts again, until a read made after its
-   last write agrees with what is stored. Nothing is ever incremented. A failure (InfluxDB down)
+   last write agrees with what is stored. While parts keep arriving, a loop pauses after
+   :data:`PACED_ROUNDS` rounds and goes on :data:`COALESCE` later (its next round starts with a
+   read, its journal entries stay outstanding), merged with the entries queued meanwhile: the
+   same loop, spread out, so the argument below is unchanged. Nothing is ever incremented. A
+   failure (InfluxDB down)
    is retried with backoff, never dropped; the entries stay queued.
 4. **Checkpoint.** ``rollup_checkpoint`` (per bridge) records the journal time below which every
    entry is reconciled. At start, each bridge queues every journal entry newer than each bridge's
@@ -66,6 +73,14 @@ JOURNAL_RETENTION = "30d"
 BACKFILL_CHUNK_US = 7 * DAY_US
 # How long a journal write is retried before the batch goes ahead without its durable mark.
 JOURNAL_PATIENCE = 10.0
+# Under sustained load (entries queued while the last update ran), how long the worker lets
+# entries gather after the oldest was queued: an hour touched by many batches in that time is
+# reconciled once (one round of reads for all of them), and the worker leaves the GIL and InfluxDB
+# to the parts writer meanwhile. An idle worker takes an entry at once (no added delay).
+COALESCE = 0.5
+# Rounds (read, write what differs) of one reconcile before the worker pauses for COALESCE when
+# parts keep arriving, instead of chasing every batch with another round at once.
+PACED_ROUNDS = 2
 
 
 def journal_policy(cfg: Config) -> str:
@@ -84,6 +99,7 @@ class Entry:
 @dataclass(slots=True)
 class _Queue:
     entries: list[Entry] = field(default_factory=list)
+    first_at: float = 0.0  # monotonic time the oldest queued entry arrived
     outstanding: set[int] = field(default_factory=set)  # journaled, not yet reconciled
     done_us: int = 0
 
@@ -148,6 +164,7 @@ class Rollup:
         self.tz = coarse.fleet_zone(cfg)
         self.bridge_id = cfg.bridge.client_id
         self._q = _Queue()
+        self._busy = False  # entries arrived while the last update ran: let the next ones gather
         self._cond = threading.Condition()
         self._stop = threading.Event()
         self._last_us = 0
@@ -243,15 +260,24 @@ class Rollup:
         if not entry.touched:
             return
         with self._cond:
+            if not self._q.entries:
+                self._q.first_at = time.monotonic()
             self._q.entries.append(entry)
             self._cond.notify_all()
 
     # -- worker ---------------------------------------------------------------------------------
 
     def _take(self) -> list[Entry]:
+        """The queued entries: under load once the oldest has waited :data:`COALESCE`, else (and
+        when stopping) at once; empty after a second with nothing queued."""
         with self._cond:
             if not self._q.entries and not self._stop.is_set():
                 self._cond.wait(1.0)
+            while self._busy and self._q.entries and not self._stop.is_set():
+                left = self._q.first_at + COALESCE - time.monotonic()
+                if left <= 0:
+                    break
+                self._cond.wait(left)
             taken, self._q.entries = self._q.entries, []
             return taken
 
@@ -268,7 +294,7 @@ class Rollup:
                     self._checkpoint()
                     continue
             try:
-                self.update(taken)
+                clean = self.update(taken, paced=not self._stop.is_set())
             except Exception as exc:  # a bug must not end the updates silently either
                 self.failures += 1
                 if isinstance(exc, StoreError | _NotCleanError):
@@ -286,11 +312,26 @@ class Rollup:
                 taken = _merge(taken)
                 continue
             delay = 0.2
+            if not clean:
+                # Parts kept arriving for these values: the same loops go on after a pause, from
+                # a read made after their last write, together with what arrived meanwhile (one
+                # round of reads for all of it). Their journal entries stay outstanding.
+                self._stop.wait(COALESCE)
+                with self._cond:
+                    taken.extend(self._q.entries)
+                    self._q.entries = []
+                taken = _merge(taken)
+                continue
+            with self._cond:
+                self._busy = bool(self._q.entries)
             self._advance(taken)
             taken = []
 
-    def update(self, entries: list[Entry]) -> None:
-        """Reconcile every coarse value touching the entries' hours (raises on failure)."""
+    def update(self, entries: list[Entry], *, paced: bool = False) -> bool:
+        """Reconcile every coarse value touching the entries' hours (raises on failure).
+
+        ``paced``: stop after :data:`PACED_ROUNDS` rounds when parts keep arriving and return
+        False (unfinished: the caller goes on later, starting with a read); else True."""
         merged: dict[str, set[int]] = {}
         for e in entries:
             for ship, hours in e.touched.items():
@@ -302,10 +343,17 @@ class Rollup:
                 # one round of statements.
                 wide = coarse.span(a, b, self.tz)
                 by_span.setdefault((wide[0], wide[1]), []).append(ship)
+        finished = True
         for (a, b), ships in sorted(by_span.items()):
+            if paced:
+                outcome = coarse.reconcile(self.io, sorted(ships), a, b, self.tz,
+                                           max_rounds=PACED_ROUNDS)
+                finished = finished and outcome.clean
+                continue
             outcome = coarse.reconcile(self.io, sorted(ships), a, b, self.tz)
             if not outcome.clean:
                 raise _NotCleanError(f"values of {len(ships)} ship(s) kept changing")
+        return finished
 
     def _advance(self, done: list[Entry]) -> None:
         with self._cond:
