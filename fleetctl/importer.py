@@ -38,7 +38,6 @@ import hashlib
 import json
 import logging
 import math
-import os
 import re
 import signal
 import sys
@@ -61,6 +60,7 @@ from fleet.config import Config, load_config
 from fleet.errors import ConfigError, FleetError
 from fleet.schema import METER_ID, SHIP_ID
 from fleet.timeutil import US, parse_datetime
+from fleetctl.ship import given_password
 from ship.agent import Agent
 from ship.spool import Reading, Spool
 
@@ -362,16 +362,9 @@ class FileReadings:
 
 
 def _password(args: argparse.Namespace, cfg: Config) -> str:
-    if args.password:
-        return str(args.password)
-    if args.password_file:
-        try:
-            return Path(args.password_file).read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise ConfigError(f"--password-file: {exc}") from None
-    env = os.environ.get("FLEET_SHIP_PASSWORD", "")
-    if env:
-        return env
+    given = given_password(args)
+    if given:
+        return given
     with contextlib.suppress(OSError, ValueError, TypeError):
         known = json.loads(paths.simulate_credentials(cfg.local.path).read_text())
         if isinstance(known.get(args.ship), str):

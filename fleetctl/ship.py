@@ -44,7 +44,9 @@ def duration_arg(text: str) -> float:
 # --- ship run -------------------------------------------------------------------------------------
 
 
-def _password(args: argparse.Namespace) -> str:
+def given_password(args: argparse.Namespace) -> str:
+    """The ship's password from --password, --password-file or FLEET_SHIP_PASSWORD; "" if none
+    (also used by ``fleetctl import``)."""
     if args.password:
         return str(args.password)
     if args.password_file:
@@ -52,9 +54,13 @@ def _password(args: argparse.Namespace) -> str:
             return Path(args.password_file).read_text(encoding="utf-8").strip()
         except OSError as exc:
             raise ConfigError(f"--password-file: {exc}") from None
-    env = os.environ.get("FLEET_SHIP_PASSWORD", "")
-    if env:
-        return env
+    return os.environ.get("FLEET_SHIP_PASSWORD", "")
+
+
+def _password(args: argparse.Namespace) -> str:
+    password = given_password(args)
+    if password:
+        return password
     raise ConfigError("the ship's password is needed: --password, --password-file or "
                       "FLEET_SHIP_PASSWORD")
 
