@@ -22,6 +22,7 @@ from fleet.totals import parts_of
 from launcher.servers import free_port
 from ship.source import meter_specs, simulated_meters
 from tests.conftest import MqttSession, Stack, eventually
+from tests.contract_examples import RUNNING_TOTALS
 from tests.integration.agent_helpers import agent, simulated
 
 pytestmark = pytest.mark.integration
@@ -82,17 +83,7 @@ def reference(messages: list[list[tuple[int, float]]], every_s: int = 900) -> di
     return {w: kwh for w, kwh, _ in window_sums(parts_of("x", messages), every_s)}
 
 
-EXAMPLES = [
-    ([[("00:00:00", 1000), ("00:30:00", 1006)]], {"00:00:00": 3, "00:15:00": 3}),
-    ([[("00:00:00", 1000), ("00:30:00", 1006)], [("00:15:00", 1001)]],
-     {"00:00:00": 1, "00:15:00": 5}),
-    ([[("00:00:00", 1000), ("00:15:00", 1004), ("00:30:00", 2), ("00:45:00", 5)]],
-     {"00:00:00": 4, "00:15:00": 2, "00:30:00": 3}),
-    ([[("00:00:00", 1000), ("00:15:00", 999.5), ("00:30:00", 1001)]],
-     {"00:00:00": 0, "00:15:00": 1.5}),
-    ([[("00:00:00", 1000), ("01:00:00", 1004)]],
-     {"00:00:00": 1, "00:15:00": 1, "00:30:00": 1, "00:45:00": 1}),
-]
+EXAMPLES = RUNNING_TOTALS  # the contract's worked examples (tests/contract_examples.py)
 
 
 def test_contract_running_total_examples_through_mqtt(stack: Stack) -> None:

@@ -14,6 +14,7 @@ from fleet.normalize import process_payload, window_sums
 from fleet.schema import Part
 from fleet.timeutil import US, WINDOW_US, parse_datetime
 from fleet.totals import as_set, pair_energy, pairs, parts, parts_of
+from tests.contract_examples import RUNNING_TOTALS
 
 DAY = "2018-08-24"
 
@@ -30,18 +31,7 @@ def hm(table: dict[str, float]) -> dict[int, float]:
     return {at(k): v for k, v in table.items()}
 
 
-# The contract's worked examples, each message a list of readings (the late one on its own).
-EXAMPLES = [
-    ([[("00:00:00", 1000), ("00:30:00", 1006)]], {"00:00:00": 3, "00:15:00": 3}),
-    ([[("00:00:00", 1000), ("00:30:00", 1006)], [("00:15:00", 1001)]],
-     {"00:00:00": 1, "00:15:00": 5}),
-    ([[("00:00:00", 1000), ("00:15:00", 1004), ("00:30:00", 2), ("00:45:00", 5)]],
-     {"00:00:00": 4, "00:15:00": 2, "00:30:00": 3}),
-    ([[("00:00:00", 1000), ("00:15:00", 999.5), ("00:30:00", 1001)]],
-     {"00:00:00": 0, "00:15:00": 1.5}),
-    ([[("00:00:00", 1000), ("01:00:00", 1004)]],
-     {"00:00:00": 1, "00:15:00": 1, "00:30:00": 1, "00:45:00": 1}),
-]
+EXAMPLES = RUNNING_TOTALS  # the contract's worked examples (tests/contract_examples.py)
 
 
 @pytest.mark.parametrize(("messages", "expected"), EXAMPLES)
