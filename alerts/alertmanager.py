@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -23,6 +22,7 @@ from typing import Any
 from alerts.engine import Engine
 from alerts.metrics import AlertMetrics
 from alerts.state import Resolution, Tracked
+from alerts.worker import Worker
 from fleet.alertevents import AlertEvent
 from fleet.timeutil import US, format_datetime
 
@@ -69,33 +69,23 @@ def alert_body(event: AlertEvent, starts_us: int, ends_us: int, dashboard: str) 
     return body
 
 
-class AlertmanagerSender:
+class AlertmanagerSender(Worker):
     """A thread posting the firing alerts and the owed resolutions (see the module docstring)."""
 
     def __init__(self, url: str, engine: Engine, metrics: AlertMetrics, *, resend: float,
                  dashboard: str = "", now_us: Callable[[], int] | None = None) -> None:
+        super().__init__("alertmanager")
         self.url = url.rstrip("/") + "/api/v2/alerts"
         self.engine = engine
         self.metrics = metrics
         self.resend = resend
         self.dashboard = dashboard
         self._now = now_us or (lambda: time.time_ns() // 1000)
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="alertmanager", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        self._thread.join(timeout=10)
 
     def notify(self, event: AlertEvent, _tracked: Tracked) -> None:
         """An engine listener: post at once on firing and resolution."""
         if event.state in {"firing", "resolved"}:
-            self._wake.set()
+            self.wake()
 
     def _run(self) -> None:
         backoff = 0.5

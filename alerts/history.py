@@ -5,11 +5,11 @@ written (a rewrite of the same points after a crash is harmless: same series, sa
 from __future__ import annotations
 
 import logging
-import threading
 
 from alerts.engine import Engine
 from alerts.metrics import AlertMetrics
 from alerts.state import Tracked
+from alerts.worker import Worker
 from fleet.alertevents import AlertEvent
 from fleet.errors import StoreError, StoreRejectedError
 from fleet.store import InfluxStore
@@ -17,25 +17,15 @@ from fleet.store import InfluxStore
 log = logging.getLogger(__name__)
 
 
-class HistoryWriter:
+class HistoryWriter(Worker):
     def __init__(self, store: InfluxStore, engine: Engine, metrics: AlertMetrics) -> None:
+        super().__init__("alert-history")
         self.store = store
         self.engine = engine
         self.metrics = metrics
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="alert-history", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        self._thread.join(timeout=10)
 
     def notify(self, _event: AlertEvent, _tracked: Tracked) -> None:
-        self._wake.set()
+        self.wake()
 
     def _run(self) -> None:
         backoff = 0.5
