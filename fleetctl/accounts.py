@@ -33,16 +33,24 @@ def _ship_add(args: argparse.Namespace) -> int:
     cfg = load_config()
     accounts, mqtt = _accounts(cfg), cfg.mqtt
     password = accounts.add_ship(args.ship_id, args.password)
-    print(f"Ship {args.ship_id!r} added.")
-    _report_reload(accounts)
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:00Z")
     sample = f'{{"units": "kW", "data": [{{"datetime": "{now}", "value": 22}}]}}'
-    secret = "PASSWORD" if args.password is None else "YOUR-PASSWORD"
-    print("Publish a reading with:")
-    print(f"  mosquitto_pub -h {mqtt.host} -p {mqtt.port} -V mqttv5 -q 1 -u {args.ship_id} "
-          f"-P '{secret}' -t {topics.readings(args.ship_id)} -m '{sample}'")
-    _print_generated(password, given=args.password is not None)
+    _announce(accounts, f"Ship {args.ship_id!r} added.", "Publish a reading with:",
+              f"mosquitto_pub -h {mqtt.host} -p {mqtt.port} -V mqttv5 -q 1 -u {args.ship_id} "
+              f"-P '{{secret}}' -t {topics.readings(args.ship_id)} -m '{sample}'",
+              password, given=args.password is not None)
     return 0
+
+
+def _announce(accounts: Accounts, added: str, usage: str, command: str, password: str, *,
+              given: bool) -> None:
+    """What an added account means: the broker's reload, a command using it (``{secret}``
+    stands for its password) and the generated password, if any, on the last line."""
+    print(added)
+    _report_reload(accounts)
+    print(usage)
+    print("  " + command.replace("{secret}", "YOUR-PASSWORD" if given else "PASSWORD"))
+    _print_generated(password, given=given)
 
 
 def _print_generated(password: str, *, given: bool) -> None:
@@ -71,13 +79,11 @@ def _operator_add(args: argparse.Namespace) -> int:
     cfg = load_config()
     accounts, mqtt = _accounts(cfg), cfg.mqtt
     password = accounts.add_operator(args.name, args.password)
-    print(f"Operator {args.name!r} added (reads {topics.EVERYTHING}, writes nothing).")
-    _report_reload(accounts)
-    secret = "PASSWORD" if args.password is None else "YOUR-PASSWORD"
-    print("Watch the fleet with:")
-    print(f"  mosquitto_sub -h {mqtt.host} -p {mqtt.port} -V mqttv5 -u {args.name} "
-          f"-P '{secret}' -t '{topics.EVERYTHING}' -v")
-    _print_generated(password, given=args.password is not None)
+    _announce(accounts, f"Operator {args.name!r} added (reads {topics.EVERYTHING}, writes nothing).",
+              "Watch the fleet with:",
+              f"mosquitto_sub -h {mqtt.host} -p {mqtt.port} -V mqttv5 -u {args.name} "
+              f"-P '{{secret}}' -t '{topics.EVERYTHING}' -v",
+              password, given=args.password is not None)
     return 0
 
 
