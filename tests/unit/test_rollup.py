@@ -205,11 +205,12 @@ def _rollup(store: JournalStore, io: FakeIO) -> Rollup:
 def test_journal_before_parts_then_update_and_checkpoint_below_unfinished_entries() -> None:
     store, io = JournalStore(), FakeIO()
     r = _rollup(store, io)
-    io.put("a", H0, 2.0)
+    io.put("a", H0 + 30 * HOUR_US, 2.0)
     outer = r.before([Part("a", H0, 2.0, 900.0)])
-    inner = r.before([Part("a", H0 + 5 * HOUR_US, 1.0, 900.0)])  # e.g. a rewrite in stored()
+    inner = r.before([Part("a", H0 + 30 * HOUR_US, 1.0, 900.0)])  # e.g. a rewrite in stored()
     assert [rp for rp, _ in store.writes] == ["fleet_raw_journal", "fleet_raw_journal"]
-    assert f'touched="a:{H0 // HOUR_US}"' in store.writes[0][1]
+    # The mark names the whole fleet day (UTC here) of the touched hour.
+    assert f'touched="a:{H0 // HOUR_US}-{H0 // HOUR_US + 23}"' in store.writes[0][1]
     r.after(inner)
     taken = r._take()
     r.update(taken)
@@ -218,7 +219,7 @@ def test_journal_before_parts_then_update_and_checkpoint_below_unfinished_entrie
     checkpoint = store.writes[-1][1]
     assert checkpoint.startswith("rollup_checkpoint,bridge=fleet-bridge-1 done=")
     assert int(checkpoint.split("done=")[1].split("i")[0]) == outer.at_us - 1  # outer unfinished
-    assert io.coarse[Key("hour", "a", "main", H0)].kwh == 2.0
+    assert io.coarse[Key("hour", "a", "main", H0 + 30 * HOUR_US)].kwh == 2.0
 
 
 def test_a_missing_journal_never_holds_the_parts_back() -> None:
@@ -228,3 +229,26 @@ def test_a_missing_journal_never_holds_the_parts_back() -> None:
     assert entry.at_us == 0 and entry.touched and r.journal_failures == 1
     r.after(entry)
     assert r.pending() == 1  # still updated, from memory
+
+
+def test_a_day_already_marked_is_not_journaled_again_until_its_mark_is_reconciled() -> None:
+    store, io = JournalStore(), FakeIO()
+    r = _rollup(store, io)
+    first = r.before([Part("a", H0, 2.0, 900.0)])
+    again = r.before([Part("a", H0 + 5 * HOUR_US, 1.0, 900.0), Part("a", H0, 2.0, 900.0)])
+    other = r.before([Part("b", H0, 1.0, 900.0), Part("a", H0 + 7 * HOUR_US, 1.0, 900.0)])
+    journal = [body for rp, body in store.writes if rp == "fleet_raw_journal"]
+    assert len(journal) == 2 and 'touched="b:' in journal[1] and "a:" not in journal[1]
+    assert again.at_us == 0 and again.pins == (first.at_us,)
+    assert other.at_us > first.at_us and other.pins == (first.at_us,)
+    assert again.touched == {"a": {H0, H0 + 5 * HOUR_US}}  # in memory: only the touched hours
+    # The first mark stays durable (the checkpoint below it) while an entry relying on it waits.
+    r._advance([first, other])
+    r._checkpoint(force=True)
+    assert store.writes[-1][1].split("done=")[1].startswith(f"{first.at_us - 1}i")
+    r._advance([again])
+    r._checkpoint(force=True)
+    assert store.writes[-1][1].split("done=")[1].startswith(f"{other.at_us}i")
+    # Reconciled: the day needs a new mark for the next batch touching it.
+    later = r.before([Part("a", H0 + 9 * HOUR_US, 1.0, 900.0)])
+    assert later.at_us > other.at_us and later.pins == ()
