@@ -25,11 +25,13 @@ Per batch, in the writer thread (:class:`bridge.batcher.Batcher` calls :meth:`Ro
    value touching their hours runs :func:`fleet.coarse.reconcile`: read the parts, write each
    value that differs from its parts' sum, and read the parts again, until a read made after its
    last write agrees with what is stored. While parts keep arriving, a loop pauses after
-   :data:`PACED_ROUNDS` rounds and goes on one gathering time later (its next round starts with a
-   read, its journal entries stay outstanding), merged with the entries queued meanwhile: the
-   same loop, spread out, so the argument below is unchanged. Nothing is ever incremented. A
-   failure (InfluxDB down)
-   is retried with backoff, never dropped; the entries stay queued.
+   :data:`PACED_ROUNDS` round(s) and goes on one gathering time later (its next round starts with
+   a read, its journal entries stay outstanding), merged with the entries queued meanwhile: the
+   same loop, spread out, so the argument below is unchanged. It goes on only with the days
+   holding a value it wrote in its last round: every other value was read equal to its parts
+   after every parts write of its entries, which is all the argument asks of the loop for that
+   value. Nothing is ever incremented. A failure (InfluxDB down) is retried with backoff, never
+   dropped; the entries stay queued.
 4. **Checkpoint.** ``rollup_checkpoint`` (per bridge) records the journal time below which every
    entry is reconciled. At start, each bridge queues every journal entry newer than each bridge's
    checkpoint (its own after a crash; a bridge that never comes back is covered by the others:
@@ -46,6 +48,9 @@ P touching V, and the last coarse write W of V, made by a reconcile loop L.
   so V = F. If X wrote nothing, X found V already equal to F at a moment after P: either that was
   after W (then W's value is F) or before W (then P < W < L's last read, which reads F, and L
   stops only if V = F).
+- "Stops" is per value: a loop leaves V only after a read made after its own last write of V
+  (or, never having written V, a read after its entries' parts writes) agreed; rounds narrowed
+  to the values still unconfirmed keep that.
 - So after the pipeline goes quiet every value equals the sum of its parts. Any loop that raced
   (A above) sees, in its read after writing, parts it did not sum, and goes round again.
 
@@ -94,9 +99,10 @@ COALESCE = 0.5
 # lag the parts by at most about MAX_COALESCE plus one loop. It falls back to COALESCE as soon as
 # a loop finds nothing queued.
 MAX_COALESCE = 4.0
-# Rounds (read, write what differs) of one reconcile before the worker pauses for COALESCE when
-# parts keep arriving, instead of chasing every batch with another round at once.
-PACED_ROUNDS = 2
+# Rounds (read, write what differs) of one reconcile before the worker pauses for the gathering
+# time when parts keep arriving, instead of chasing every batch with another round at once; the
+# read-back of what it wrote is the first round after the pause, merged with the new entries.
+PACED_ROUNDS = 1
 
 
 def journal_policy(cfg: Config) -> str:
@@ -346,7 +352,7 @@ class Rollup:
                     self._checkpoint()
                     continue
             try:
-                clean = self.update(taken, paced=not self._stop.is_set())
+                unfinished = self.update(taken, paced=not self._stop.is_set())
             except Exception as exc:  # a bug must not end the updates silently either
                 self.failures += 1
                 if isinstance(exc, StoreError | _NotCleanError):
@@ -364,14 +370,17 @@ class Rollup:
                 taken = _merge(taken)
                 continue
             delay = 0.2
-            if not clean:
+            if unfinished:
                 # Parts kept arriving for these values: the same loops go on after a pause, from
                 # a read made after their last write, together with what arrived meanwhile (one
-                # round of reads for all of it). Their journal entries stay outstanding.
+                # round of reads for all of it). Only the days holding a value written in the last
+                # round are read again: every other value was read equal to its parts after the
+                # parts writes of these entries, which is all the argument asks of this loop.
+                # Their journal entries stay outstanding.
                 self._stop.wait(self._window)
                 self._window = min(self._window * 2, MAX_COALESCE)
                 with self._cond:
-                    taken.extend(self._q.entries)
+                    taken = [Entry(unfinished), *_merge(taken)[1:], *self._q.entries]
                     self._q.entries = []
                 taken = _merge(taken)
                 continue
@@ -381,11 +390,13 @@ class Rollup:
             self._advance(taken)
             taken = []
 
-    def update(self, entries: list[Entry], *, paced: bool = False) -> bool:
+    def update(self, entries: list[Entry], *, paced: bool = False) -> dict[str, set[int]]:
         """Reconcile every coarse value touching the entries' hours (raises on failure).
 
-        ``paced``: stop after :data:`PACED_ROUNDS` rounds when parts keep arriving and return
-        False (unfinished: the caller goes on later, starting with a read); else True."""
+        ``paced``: stop after :data:`PACED_ROUNDS` rounds when parts keep arriving and return the
+        hours (ship -> UTC hour starts) of the values written in the last round, whose read-back
+        is still to come (the caller goes on later, starting with a read of those); empty when
+        every value is confirmed."""
         merged: dict[str, set[int]] = {}
         for e in entries:
             for ship, hours in e.touched.items():
@@ -397,17 +408,19 @@ class Rollup:
                 # one round of statements.
                 wide = coarse.span(a, b, self.tz)
                 by_span.setdefault((wide[0], wide[1]), []).append(ship)
-        finished = True
+        unfinished: dict[str, set[int]] = {}
         for (a, b), ships in sorted(by_span.items()):
             if paced:
                 outcome = coarse.reconcile(self.io, sorted(ships), a, b, self.tz,
                                            max_rounds=PACED_ROUNDS)
-                finished = finished and outcome.clean
+                for key in outcome.unconfirmed:  # its hour's read span covers its day too
+                    unfinished.setdefault(key.ship, set()).add(
+                        key.start_us - key.start_us % HOUR_US)
                 continue
             outcome = coarse.reconcile(self.io, sorted(ships), a, b, self.tz)
             if not outcome.clean:
                 raise _NotCleanError(f"values of {len(ships)} ship(s) kept changing")
-        return finished
+        return unfinished
 
     def _advance(self, done: list[Entry]) -> None:
         with self._cond:

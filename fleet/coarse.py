@@ -93,6 +93,8 @@ class Outcome:
     rounds: int = 0
     clean: bool = True
     differences: dict[Key, tuple[Sum | None, Sum | None]] = field(default_factory=dict)
+    # Not clean: the values written in the last round, whose read-back is still to come.
+    unconfirmed: list[Key] = field(default_factory=list)
 
 
 def _retention_clause(duration: str) -> str:
@@ -323,6 +325,7 @@ def reconcile(io: CoarseIO, ships: Sequence[str] | None, start_us: int, end_us: 
         values = {k: (w if w is not None else EMPTY) for k, (_h, w) in diff.items()}
         io.write(values)
         outcome.written += len(values)
+        outcome.unconfirmed = list(values)
     outcome.clean = False
     return outcome
 

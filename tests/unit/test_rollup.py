@@ -8,7 +8,7 @@ from typing import Any
 
 from bridge.batcher import Batcher, Pending
 from bridge.metrics import BridgeMetrics
-from bridge.rollup import Rollup, decode, encode, spans, touched_hours
+from bridge.rollup import Entry, Rollup, decode, encode, spans, touched_hours
 from fleet.calendar import HOUR_US, QUARTER_US, parse_tz
 from fleet.coarse import Key, Sum, reconcile
 from fleet.config import Config
@@ -252,3 +252,31 @@ def test_a_day_already_marked_is_not_journaled_again_until_its_mark_is_reconcile
     # Reconciled: the day needs a new mark for the next batch touching it.
     later = r.before([Part("a", H0 + 9 * HOUR_US, 1.0, 900.0)])
     assert later.at_us > other.at_us and later.pins == ()
+
+
+def test_a_paced_loop_goes_on_with_only_the_days_it_wrote_and_confirms_them() -> None:
+    io = FakeIO()
+    r = _rollup(JournalStore(), io)
+    io.put("a", H0, 2.0)
+    io.put("a", H0 + 30 * HOUR_US, 1.0)  # the next (UTC) day
+    day2 = H0 + 24 * HOUR_US
+    assert r.update([Entry({"a": {H0 + 30 * HOUR_US}})]) == {}  # day 2 stored and confirmed
+    reads: list[tuple[int, int]] = []
+    part_sums = io.part_sums
+
+    def counted(ships: Sequence[str] | None, a: int, b: int,
+                bucket: int) -> dict[tuple[str, str], list[tuple[int, Sum]]]:
+        reads.append((a, b))
+        return part_sums(ships, a, b, bucket)
+
+    io.part_sums = counted  # type: ignore[method-assign]
+    left = r.update([Entry({"a": {H0, H0 + 30 * HOUR_US}})], paced=True)
+    # Day 1 was written in this round, day 2 read equal to its parts: only day 1 goes on.
+    assert left == {"a": {H0}}
+    assert io.coarse[Key("day", "a", "main", H0)] == Sum(2.0, 900.0, 1.0)
+    io.put("a", H0, 3.0)  # a correction stored meanwhile (its own entry follows)
+    reads.clear()
+    left = r.update([Entry(left), Entry({"a": {H0}})], paced=True)
+    assert left == {"a": {H0}} and all(b <= day2 for _a, b in reads)  # day 2 not read again
+    assert r.update([Entry(left)], paced=True) == {}  # read back equal: the loop is done
+    assert io.coarse[Key("hour", "a", "main", H0)].kwh == 3.0
