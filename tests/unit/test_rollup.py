@@ -48,6 +48,11 @@ class FakeIO:
         return {k: v for k, v in self.coarse.items()
                 if (ships is None or k.ship in ships) and start_us <= k.start_us < end_us}
 
+    def read(self, ships: Sequence[str] | None, start_us: int, end_us: int, bucket_us: int
+             ) -> tuple[dict[tuple[str, str], list[tuple[int, Sum]]], dict[Key, Sum]]:
+        return self.part_sums(ships, start_us, end_us, bucket_us), self.stored(ships, start_us,
+                                                                               end_us)
+
     def write(self, values: dict[Key, Sum]) -> None:
         hook, self.on_write = self.on_write, None
         if hook is not None:
