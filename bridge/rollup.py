@@ -164,6 +164,12 @@ def touched_hours(parts: Iterable[Part]) -> dict[str, set[int]]:
     return out
 
 
+def gathering(window: float, *, busy: bool) -> float:
+    """The next gathering time after a loop: doubled (up to :data:`MAX_COALESCE`) when entries
+    queued behind it, else back to :data:`COALESCE`."""
+    return min(window * 2, MAX_COALESCE) if busy else COALESCE
+
+
 @functools.lru_cache(maxsize=4096)
 def _day_span(hour_us: int, tz: ZoneInfo) -> tuple[int, int]:
     """The whole hours covering every fleet-local day that touches the hour at ``hour_us``."""
@@ -378,7 +384,7 @@ class Rollup:
                 # parts writes of these entries, which is all the argument asks of this loop.
                 # Their journal entries stay outstanding.
                 self._stop.wait(self._window)
-                self._window = min(self._window * 2, MAX_COALESCE)
+                self._window = gathering(self._window, busy=True)
                 with self._cond:
                     taken = [Entry(unfinished), *_merge(taken)[1:], *self._q.entries]
                     self._q.entries = []
@@ -386,7 +392,7 @@ class Rollup:
                 continue
             with self._cond:
                 self._busy = bool(self._q.entries)
-                self._window = min(self._window * 2, MAX_COALESCE) if self._busy else COALESCE
+                self._window = gathering(self._window, busy=self._busy)
             self._advance(taken)
             taken = []
 

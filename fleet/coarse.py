@@ -11,7 +11,11 @@ readers use the coarse series only when it says so.
 
 :func:`reconcile` is the one way coarse values are written (bridge, backfill, ``fleetctl rollup
 rebuild``): it reads the parts, compares with what is stored, writes what differs, and reads the
-parts again, repeating until a read after its last write agrees. Never an increment: a value is
+parts again, repeating until a read after its last write agrees. Each round is one request
+(:func:`read`: the parts summed per hour, or per half or quarter hour where the fleet's days begin
+off the hour, then the stored hourly and daily values); with ``max_rounds`` reached it reports
+the values written in its last round (``Outcome.unconfirmed``), so a caller going on later can
+read back only those. Never an increment: a value is
 always the sum of its parts as read back from InfluxDB, so late data, resends and corrections need
 nothing special. Why two bridges cannot leave a stale value: see :mod:`bridge.rollup`.
 """

@@ -8,7 +8,17 @@ from typing import Any
 
 from bridge.batcher import Batcher, Pending
 from bridge.metrics import BridgeMetrics
-from bridge.rollup import Entry, Rollup, decode, encode, spans, touched_hours
+from bridge.rollup import (
+    COALESCE,
+    MAX_COALESCE,
+    Entry,
+    Rollup,
+    decode,
+    encode,
+    gathering,
+    spans,
+    touched_hours,
+)
 from fleet.calendar import HOUR_US, QUARTER_US, parse_tz
 from fleet.coarse import Key, Sum, reconcile
 from fleet.config import Config
@@ -285,3 +295,12 @@ def test_a_paced_loop_goes_on_with_only_the_days_it_wrote_and_confirms_them() ->
     assert left == {"a": {H0}} and all(b <= day2 for _a, b in reads)  # day 2 not read again
     assert r.update([Entry(left)], paced=True) == {}  # read back equal: the loop is done
     assert io.coarse[Key("hour", "a", "main", H0)].kwh == 3.0
+
+
+def test_the_gathering_time_doubles_under_sustained_load_up_to_its_bound_and_falls_back() -> None:
+    window, seen = COALESCE, []
+    for _ in range(6):
+        window = gathering(window, busy=True)
+        seen.append(window)
+    assert seen == [1.0, 2.0, 4.0, 4.0, 4.0, 4.0] and MAX_COALESCE == 4.0
+    assert gathering(window, busy=False) == COALESCE == 0.5
