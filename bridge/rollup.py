@@ -3,25 +3,35 @@
 Per batch, in the writer thread (:class:`bridge.batcher.Batcher` calls :meth:`Rollup.before` and
 :meth:`Rollup.after` around the parts write and the sink's ``stored``):
 
-1. **Journal.** Before the parts are written, one journal point names the (ship, UTC hour) pairs
-   the batch touches (measurement ``rollup_journal``, tag ``bridge`` = this bridge's client id,
+1. **Journal.** Before the parts are written, one journal point names the whole fleet-local days
+   (per ship, as their UTC hours) that the batch touches and that no outstanding mark of this
+   bridge covers yet (measurement ``rollup_journal``, tag ``bridge`` = this bridge's client id,
    retention policy ``<retention_policy>_journal``, 30 days). It is a durable "dirty" mark: if
    the bridge dies after the parts are written and before the coarse values follow, the journal
-   still says which values to recompute.
+   still says which values to recompute. A batch whose days are all marked already writes no
+   point: its entry *pins* those marks (each mark stays outstanding, so the checkpoint stays
+   below it, until every entry relying on it is reconciled), and the next batch after that
+   writes a new one. So a ship sending its current hour costs about one journal point a day, and
+   a backlog one per day it covers, instead of one per batch; recovery recomputes whole days,
+   which reconcile reads anyway. The entry in memory keeps only the hours really touched.
 2. **Parts**, then the PUBACK, exactly as without coarse series (the coarse update never holds the
    PUBACK back: it runs in a worker thread).
 3. **Reconcile.** The worker takes released entries (merging what is queued; under sustained load
-   it first lets them gather for up to :data:`COALESCE` seconds, so an hour touched by many
-   batches is reconciled once; waiting only delays the loop, and each loop still reads after
-   every parts write it covers), and for every coarse
+   it first lets them gather, :data:`COALESCE` seconds after a loop that found entries queued
+   behind it, doubling per such loop up to :data:`MAX_COALESCE`, back to :data:`COALESCE` once a
+   loop finds nothing queued; so an hour touched by many batches is reconciled once, and coarse
+   values lag the parts by at most about :data:`MAX_COALESCE` plus one loop; waiting only delays
+   the loop, and each loop still reads after every parts write it covers), and for every coarse
    value touching their hours runs :func:`fleet.coarse.reconcile`: read the parts, write each
    value that differs from its parts' sum, and read the parts again, until a read made after its
    last write agrees with what is stored. While parts keep arriving, a loop pauses after
-   :data:`PACED_ROUNDS` rounds and goes on :data:`COALESCE` later (its next round starts with a
-   read, its journal entries stay outstanding), merged with the entries queued meanwhile: the
-   same loop, spread out, so the argument below is unchanged. Nothing is ever incremented. A
-   failure (InfluxDB down)
-   is retried with backoff, never dropped; the entries stay queued.
+   :data:`PACED_ROUNDS` round(s) and goes on one gathering time later (its next round starts with
+   a read, its journal entries stay outstanding), merged with the entries queued meanwhile: the
+   same loop, spread out, so the argument below is unchanged. It goes on only with the days
+   holding a value it wrote in its last round: every other value was read equal to its parts
+   after every parts write of its entries, which is all the argument asks of the loop for that
+   value. Nothing is ever incremented. A failure (InfluxDB down) is retried with backoff, never
+   dropped; the entries stay queued.
 4. **Checkpoint.** ``rollup_checkpoint`` (per bridge) records the journal time below which every
    entry is reconciled. At start, each bridge queues every journal entry newer than each bridge's
    checkpoint (its own after a crash; a bridge that never comes back is covered by the others:
@@ -38,6 +48,9 @@ P touching V, and the last coarse write W of V, made by a reconcile loop L.
   so V = F. If X wrote nothing, X found V already equal to F at a moment after P: either that was
   after W (then W's value is F) or before W (then P < W < L's last read, which reads F, and L
   stops only if V = F).
+- "Stops" is per value: a loop leaves V only after a read made after its own last write of V
+  (or, never having written V, a read after its entries' parts writes) agreed; rounds narrowed
+  to the values still unconfirmed keep that.
 - So after the pipeline goes quiet every value equals the sum of its parts. Any loop that raced
   (A above) sees, in its read after writing, parts it did not sum, and goes round again.
 
@@ -49,12 +62,14 @@ week at a time, logging progress, then marks them ready; readers use the parts u
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from bridge.metrics import BridgeMetrics
 from fleet import coarse
@@ -78,9 +93,16 @@ JOURNAL_PATIENCE = 10.0
 # reconciled once (one round of reads for all of them), and the worker leaves the GIL and InfluxDB
 # to the parts writer meanwhile. An idle worker takes an entry at once (no added delay).
 COALESCE = 0.5
-# Rounds (read, write what differs) of one reconcile before the worker pauses for COALESCE when
-# parts keep arriving, instead of chasing every batch with another round at once.
-PACED_ROUNDS = 2
+# While every loop finds new entries queued behind it (parts arriving without a pause), the
+# gathering time doubles per loop up to this: under sustained load the worker reconciles each
+# touched value about once per MAX_COALESCE instead of once per half second, and the coarse values
+# lag the parts by at most about MAX_COALESCE plus one loop. It falls back to COALESCE as soon as
+# a loop finds nothing queued.
+MAX_COALESCE = 4.0
+# Rounds (read, write what differs) of one reconcile before the worker pauses for the gathering
+# time when parts keep arriving, instead of chasing every batch with another round at once; the
+# read-back of what it wrote is the first round after the pause, merged with the new entries.
+PACED_ROUNDS = 1
 
 
 def journal_policy(cfg: Config) -> str:
@@ -94,13 +116,15 @@ class Entry:
 
     touched: dict[str, set[int]]
     at_us: int = 0
+    pins: tuple[int, ...] = ()  # earlier journal times whose marks cover some of ``touched``
 
 
 @dataclass(slots=True)
 class _Queue:
     entries: list[Entry] = field(default_factory=list)
     first_at: float = 0.0  # monotonic time the oldest queued entry arrived
-    outstanding: set[int] = field(default_factory=set)  # journaled, not yet reconciled
+    # journal time -> entries holding it (their own mark, or one they rely on), not reconciled
+    outstanding: dict[int, int] = field(default_factory=dict)
     done_us: int = 0
 
 
@@ -140,6 +164,19 @@ def touched_hours(parts: Iterable[Part]) -> dict[str, set[int]]:
     return out
 
 
+def gathering(window: float, *, busy: bool) -> float:
+    """The next gathering time after a loop: doubled (up to :data:`MAX_COALESCE`) when entries
+    queued behind it, else back to :data:`COALESCE`."""
+    return min(window * 2, MAX_COALESCE) if busy else COALESCE
+
+
+@functools.lru_cache(maxsize=4096)
+def _day_span(hour_us: int, tz: ZoneInfo) -> tuple[int, int]:
+    """The whole hours covering every fleet-local day that touches the hour at ``hour_us``."""
+    a, b, _hours, _days = coarse.span(hour_us, hour_us + HOUR_US, tz)
+    return a, b
+
+
 def spans(hours: set[int]) -> list[tuple[int, int]]:
     """Contiguous [start, end) ranges covering ``hours``, merged across gaps under two days (one
     read of a few more parts beats another round of statements)."""
@@ -165,6 +202,7 @@ class Rollup:
         self.bridge_id = cfg.bridge.client_id
         self._q = _Queue()
         self._busy = False  # entries arrived while the last update ran: let the next ones gather
+        self._window = COALESCE  # how long they gather (grows under sustained load)
         self._cond = threading.Condition()
         self._stop = threading.Event()
         self._last_us = 0
@@ -174,6 +212,9 @@ class Rollup:
         self.failures = 0
         self.journal_failures = 0
         self._journal_off_until = 0.0
+        # (ship, day span) -> the outstanding journal time marking it, and the reverse
+        self._marks: dict[tuple[str, int, int], int] = {}
+        self._marked_by: dict[int, list[tuple[str, int, int]]] = {}
         self.backfilled = threading.Event()
 
     # -- set-up -------------------------------------------------------------------------------
@@ -216,13 +257,32 @@ class Rollup:
     # -- the batcher's hooks (writer thread) ---------------------------------------------------
 
     def before(self, parts: Iterable[Part]) -> Entry:
-        """Journal the hours ``parts`` touch (retried while InfluxDB is unavailable)."""
+        """Journal the fleet days ``parts`` touch that no outstanding mark covers yet (retried
+        while InfluxDB is unavailable)."""
         entry = Entry(touched_hours(parts))
         if not entry.touched:
             return entry
+        new: dict[str, set[tuple[int, int]]] = {}
+        pins: set[int] = set()
+        with self._cond:
+            for ship, hours in entry.touched.items():
+                for h in hours:
+                    day = _day_span(h, self.tz)
+                    held = self._marks.get((ship, *day))
+                    if held is None:
+                        new.setdefault(ship, set()).add(day)
+                    else:
+                        pins.add(held)
+            for t in pins:
+                self._q.outstanding[t] += 1
+        entry.pins = tuple(sorted(pins))
+        if not new:
+            return entry  # every touched day is durably marked by an entry not yet reconciled
         at = max(time.time_ns() // 1000, self._last_us + 1)
         self._last_us = at
-        body = (f"{JOURNAL},bridge={self.bridge_id} touched={_field(encode(entry.touched))} "
+        marked = {ship: {h for a, b in days for h in range(a, b, HOUR_US)}
+                  for ship, days in new.items()}
+        body = (f"{JOURNAL},bridge={self.bridge_id} touched={_field(encode(marked))} "
                 f"{at * 1000}").encode()
         if time.monotonic() < self._journal_off_until:
             return entry  # queued in memory all the same: only crash-durability is missing
@@ -251,7 +311,11 @@ class Rollup:
                 continue
             entry.at_us = at
             with self._cond:
-                self._q.outstanding.add(at)
+                self._q.outstanding[at] = self._q.outstanding.get(at, 0) + 1
+                keys = [(ship, a, b) for ship, days in new.items() for a, b in days]
+                for key in keys:
+                    self._marks[key] = at
+                self._marked_by[at] = keys
             break
         return entry
 
@@ -268,13 +332,13 @@ class Rollup:
     # -- worker ---------------------------------------------------------------------------------
 
     def _take(self) -> list[Entry]:
-        """The queued entries: under load once the oldest has waited :data:`COALESCE`, else (and
+        """The queued entries: under load once the oldest has waited the gathering time, else (and
         when stopping) at once; empty after a second with nothing queued."""
         with self._cond:
             if not self._q.entries and not self._stop.is_set():
                 self._cond.wait(1.0)
             while self._busy and self._q.entries and not self._stop.is_set():
-                left = self._q.first_at + COALESCE - time.monotonic()
+                left = self._q.first_at + self._window - time.monotonic()
                 if left <= 0:
                     break
                 self._cond.wait(left)
@@ -294,7 +358,7 @@ class Rollup:
                     self._checkpoint()
                     continue
             try:
-                clean = self.update(taken, paced=not self._stop.is_set())
+                unfinished = self.update(taken, paced=not self._stop.is_set())
             except Exception as exc:  # a bug must not end the updates silently either
                 self.failures += 1
                 if isinstance(exc, StoreError | _NotCleanError):
@@ -312,26 +376,33 @@ class Rollup:
                 taken = _merge(taken)
                 continue
             delay = 0.2
-            if not clean:
+            if unfinished:
                 # Parts kept arriving for these values: the same loops go on after a pause, from
                 # a read made after their last write, together with what arrived meanwhile (one
-                # round of reads for all of it). Their journal entries stay outstanding.
-                self._stop.wait(COALESCE)
+                # round of reads for all of it). Only the days holding a value written in the last
+                # round are read again: every other value was read equal to its parts after the
+                # parts writes of these entries, which is all the argument asks of this loop.
+                # Their journal entries stay outstanding.
+                self._stop.wait(self._window)
+                self._window = gathering(self._window, busy=True)
                 with self._cond:
-                    taken.extend(self._q.entries)
+                    taken = [Entry(unfinished), *_merge(taken)[1:], *self._q.entries]
                     self._q.entries = []
                 taken = _merge(taken)
                 continue
             with self._cond:
                 self._busy = bool(self._q.entries)
+                self._window = gathering(self._window, busy=self._busy)
             self._advance(taken)
             taken = []
 
-    def update(self, entries: list[Entry], *, paced: bool = False) -> bool:
+    def update(self, entries: list[Entry], *, paced: bool = False) -> dict[str, set[int]]:
         """Reconcile every coarse value touching the entries' hours (raises on failure).
 
-        ``paced``: stop after :data:`PACED_ROUNDS` rounds when parts keep arriving and return
-        False (unfinished: the caller goes on later, starting with a read); else True."""
+        ``paced``: stop after :data:`PACED_ROUNDS` rounds when parts keep arriving and return the
+        hours (ship -> UTC hour starts) of the values written in the last round, whose read-back
+        is still to come (the caller goes on later, starting with a read of those); empty when
+        every value is confirmed."""
         merged: dict[str, set[int]] = {}
         for e in entries:
             for ship, hours in e.touched.items():
@@ -343,22 +414,32 @@ class Rollup:
                 # one round of statements.
                 wide = coarse.span(a, b, self.tz)
                 by_span.setdefault((wide[0], wide[1]), []).append(ship)
-        finished = True
+        unfinished: dict[str, set[int]] = {}
         for (a, b), ships in sorted(by_span.items()):
             if paced:
                 outcome = coarse.reconcile(self.io, sorted(ships), a, b, self.tz,
                                            max_rounds=PACED_ROUNDS)
-                finished = finished and outcome.clean
+                for key in outcome.unconfirmed:  # its hour's read span covers its day too
+                    unfinished.setdefault(key.ship, set()).add(
+                        key.start_us - key.start_us % HOUR_US)
                 continue
             outcome = coarse.reconcile(self.io, sorted(ships), a, b, self.tz)
             if not outcome.clean:
                 raise _NotCleanError(f"values of {len(ships)} ship(s) kept changing")
-        return finished
+        return unfinished
 
     def _advance(self, done: list[Entry]) -> None:
         with self._cond:
             for e in done:
-                self._q.outstanding.discard(e.at_us)
+                for t in (e.at_us, *e.pins) if e.at_us else e.pins:
+                    left = self._q.outstanding.get(t, 0) - 1
+                    if left > 0:
+                        self._q.outstanding[t] = left
+                        continue
+                    self._q.outstanding.pop(t, None)
+                    for key in self._marked_by.pop(t, ()):  # its days need a new mark now
+                        if self._marks.get(key) == t:
+                            del self._marks[key]
                 self._q.done_us = max(self._q.done_us, e.at_us)
             self._cond.notify_all()
         self._checkpoint()
@@ -415,7 +496,7 @@ class Rollup:
                     entry = Entry(decode(str(touched)), int(t) if bridge == self.bridge_id else 0)
                     self._q.entries.append(entry)
                     if entry.at_us:
-                        self._q.outstanding.add(entry.at_us)
+                        self._q.outstanding[entry.at_us] = 1
                         self._last_us = max(self._last_us, entry.at_us)
                     found += 1
         if found:
@@ -474,7 +555,7 @@ def _merge(entries: list[Entry]) -> list[Entry]:
     for e in entries:
         for ship, hours in e.touched.items():
             touched.setdefault(ship, set()).update(hours)
-    return [Entry(touched), *(Entry({}, e.at_us) for e in entries if e.at_us)]
+    return [Entry(touched), *(Entry({}, e.at_us, e.pins) for e in entries if e.at_us or e.pins)]
 
 
 class _NotCleanError(Exception):

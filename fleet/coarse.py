@@ -11,7 +11,11 @@ readers use the coarse series only when it says so.
 
 :func:`reconcile` is the one way coarse values are written (bridge, backfill, ``fleetctl rollup
 rebuild``): it reads the parts, compares with what is stored, writes what differs, and reads the
-parts again, repeating until a read after its last write agrees. Never an increment: a value is
+parts again, repeating until a read after its last write agrees. Each round is one request
+(:func:`read`: the parts summed per hour, or per half or quarter hour where the fleet's days begin
+off the hour, then the stored hourly and daily values); with ``max_rounds`` reached it reports
+the values written in its last round (``Outcome.unconfirmed``), so a caller going on later can
+read back only those. Never an increment: a value is
 always the sum of its parts as read back from InfluxDB, so late data, resends and corrections need
 nothing special. Why two bridges cannot leave a stale value: see :mod:`bridge.rollup`.
 """
@@ -93,6 +97,8 @@ class Outcome:
     rounds: int = 0
     clean: bool = True
     differences: dict[Key, tuple[Sum | None, Sum | None]] = field(default_factory=dict)
+    # Not clean: the values written in the last round, whose read-back is still to come.
+    unconfirmed: list[Key] = field(default_factory=list)
 
 
 def _retention_clause(duration: str) -> str:
@@ -139,24 +145,41 @@ def _rows(result: list[dict[str, Any]]) -> Iterable[tuple[str, str, dict[str, An
             yield ship, meter, dict(zip(columns, values, strict=True))
 
 
+def _series(result: dict[str, Any]) -> Iterable[tuple[str, str, list[list[Any]]]]:
+    """(ship, meter name, rows) per series of one statement's result; each row's columns in the
+    order the statement selects them, after ``time``."""
+    for series in result.get("series", []):
+        tags = series.get("tags") or {}
+        yield tags.get(TAG_SHIP, ""), meter_name(tags.get(TAG_METER)), series.get("values", [])
+
+
+def _part_sums_query(cfg: InfluxConfig, ships: Sequence[str] | None, start_us: int, end_us: int,
+                     bucket_us: int) -> str:
+    return (f"SELECT sum({quote_ident(FIELD_KWH)}) AS kwh, sum({quote_ident(FIELD_SECONDS)}) AS "
+            f"seconds, count({quote_ident(FIELD_KWH)}) AS n "
+            f"FROM {_source(cfg, MEASUREMENT, rollup=False)} WHERE {_ships_clause(ships)}"
+            f"time >= {start_us}u AND time < {end_us}u "
+            f"GROUP BY time({bucket_us // 1_000_000}s), {quote_ident(TAG_SHIP)}, "
+            f"{quote_ident(TAG_METER)} fill(none)")
+
+
+def _part_sums_of(result: dict[str, Any]) -> dict[tuple[str, str], list[tuple[int, Sum]]]:
+    out: dict[tuple[str, str], list[tuple[int, Sum]]] = {}
+    for ship, meter, rows in _series(result):
+        sums = [(int(t), Sum(float(kwh), float(sec or 0.0), float(n)))
+                for t, kwh, sec, n in rows if n]
+        if sums:
+            out.setdefault((ship, meter), []).extend(sums)
+    return out
+
+
 def part_sums(store: InfluxStore, ships: Sequence[str] | None, start_us: int, end_us: int,
               bucket_us: int = QUARTER_US) -> dict[tuple[str, str], list[tuple[int, Sum]]]:
     """The parts summed per bucket (15, 30 or 60 minutes), per (ship, meter), in time order."""
     if ships is not None and not ships:
         return {}
-    q = (f"SELECT sum({quote_ident(FIELD_KWH)}) AS kwh, sum({quote_ident(FIELD_SECONDS)}) AS "
-         f"seconds, count({quote_ident(FIELD_KWH)}) AS n "
-         f"FROM {_source(store.cfg, MEASUREMENT, rollup=False)} WHERE {_ships_clause(ships)}"
-         f"time >= {start_us}u AND time < {end_us}u "
-         f"GROUP BY time({bucket_us // 1_000_000}s), {quote_ident(TAG_SHIP)}, "
-         f"{quote_ident(TAG_METER)} fill(none)")
-    out: dict[tuple[str, str], list[tuple[int, Sum]]] = {}
-    for ship, meter, row in _rows(store.query(q)):
-        if row["n"]:
-            out.setdefault((ship, meter), []).append(
-                (int(row["time"]), Sum(float(row["kwh"]), float(row["seconds"] or 0.0),
-                                       float(row["n"]))))
-    return out
+    return _part_sums_of(store.query(_part_sums_query(store.cfg, ships, start_us, end_us,
+                                                      bucket_us))[0])
 
 
 def expected(sums: dict[tuple[str, str], list[tuple[int, Sum]]], hours: Sequence[int],
@@ -190,22 +213,44 @@ def _add(acc: dict[Key, list[float]], key: Key, s: Sum) -> None:
         v[2] += s.n
 
 
+def _stored_queries(cfg: InfluxConfig, ships: Sequence[str] | None, start_us: int,
+                    end_us: int) -> list[str]:
+    """One statement per level, in the order of :data:`LEVELS`."""
+    return [f"SELECT {quote_ident(FIELD_KWH)}, {quote_ident(FIELD_SECONDS)}, "
+            f"{quote_ident(FIELD_COUNT)} FROM {_source(cfg, measurement, rollup=True)} "
+            f"WHERE {_ships_clause(ships)}time >= {start_us}u AND time < {end_us}u "
+            f"GROUP BY {quote_ident(TAG_SHIP)}, {quote_ident(TAG_METER)}"
+            for measurement in LEVELS.values()]
+
+
+def _stored_of(results: Sequence[dict[str, Any]]) -> dict[Key, Sum]:
+    out: dict[Key, Sum] = {}
+    for level, result in zip(LEVELS, results, strict=True):
+        for ship, meter, rows in _series(result):
+            for t, kwh, sec, n in rows:
+                out[Key(level, ship, meter, int(t))] = Sum(
+                    float(kwh or 0.0), float(sec or 0.0), float(n or 0.0))
+    return out
+
+
 def stored(store: InfluxStore, ships: Sequence[str] | None, start_us: int,
            end_us: int) -> dict[Key, Sum]:
     """The coarse values stored with a period start in [start_us, end_us)."""
     if ships is not None and not ships:
         return {}
-    out: dict[Key, Sum] = {}
-    for level, measurement in LEVELS.items():
-        q = (f"SELECT {quote_ident(FIELD_KWH)}, {quote_ident(FIELD_SECONDS)}, "
-             f"{quote_ident(FIELD_COUNT)} FROM {_source(store.cfg, measurement, rollup=True)} "
-             f"WHERE {_ships_clause(ships)}time >= {start_us}u AND time < {end_us}u "
-             f"GROUP BY {quote_ident(TAG_SHIP)}, {quote_ident(TAG_METER)}")
-        for ship, meter, row in _rows(store.query(q)):
-            out[Key(level, ship, meter, int(row["time"]))] = Sum(
-                float(row[FIELD_KWH] or 0.0), float(row[FIELD_SECONDS] or 0.0),
-                float(row[FIELD_COUNT] or 0.0))
-    return out
+    return _stored_of(store.query(";".join(_stored_queries(store.cfg, ships, start_us, end_us))))
+
+
+def read(store: InfluxStore, ships: Sequence[str] | None, start_us: int, end_us: int,
+         bucket_us: int) -> tuple[dict[tuple[str, str], list[tuple[int, Sum]]], dict[Key, Sum]]:
+    """:func:`part_sums` then :func:`stored`, in one request (InfluxDB runs its statements in
+    order: the stored values are read after the parts, as when asked one by one)."""
+    if ships is not None and not ships:
+        return {}, {}
+    cfg = store.cfg
+    results = store.query(";".join([_part_sums_query(cfg, ships, start_us, end_us, bucket_us),
+                                    *_stored_queries(cfg, ships, start_us, end_us)]))
+    return _part_sums_of(results[0]), _stored_of(results[1:])
 
 
 def lines(values: dict[Key, Sum]) -> str:
@@ -249,6 +294,11 @@ class CoarseIO(Protocol):
     def stored(self, ships: Sequence[str] | None, start_us: int,
                end_us: int) -> dict[Key, Sum]: ...
 
+    def read(self, ships: Sequence[str] | None, start_us: int, end_us: int, bucket_us: int
+             ) -> tuple[dict[tuple[str, str], list[tuple[int, Sum]]], dict[Key, Sum]]:
+        """``part_sums`` then ``stored``, read in that order."""
+        ...
+
     def write(self, values: dict[Key, Sum]) -> None: ...
 
     def horizon(self) -> int | None: ...
@@ -267,6 +317,10 @@ class InfluxCoarse:
     def stored(self, ships: Sequence[str] | None, start_us: int, end_us: int) -> dict[Key, Sum]:
         return stored(self.store, ships, start_us, end_us)
 
+    def read(self, ships: Sequence[str] | None, start_us: int, end_us: int, bucket_us: int
+             ) -> tuple[dict[tuple[str, str], list[tuple[int, Sum]]], dict[Key, Sum]]:
+        return read(self.store, ships, start_us, end_us, bucket_us)
+
     def write(self, values: dict[Key, Sum]) -> None:
         body = lines(values) + "\n" + generation_line()
         self.store.write(body.encode(), retention_policy=rollup_policy(self.store.cfg))
@@ -284,8 +338,8 @@ def differences(io: CoarseIO, ships: Sequence[str] | None, start_us: int, end_us
     # 15-minute sums in whole-hour zones.
     bucket = next(step for step in (HOUR_US, HOUR_US // 2, QUARTER_US)
                   if all(d % step == 0 for d in days))
-    want = expected(io.part_sums(ships, a, b, bucket), hours, days)
-    have = io.stored(ships, a, b)
+    sums, have = io.read(ships, a, b, bucket)
+    want = expected(sums, hours, days)
     horizon = io.horizon()
     day_starts = set(days[:-1])
     diff: dict[Key, tuple[Sum | None, Sum | None]] = {}
@@ -323,6 +377,7 @@ def reconcile(io: CoarseIO, ships: Sequence[str] | None, start_us: int, end_us: 
         values = {k: (w if w is not None else EMPTY) for k, (_h, w) in diff.items()}
         io.write(values)
         outcome.written += len(values)
+        outcome.unconfirmed = list(values)
     outcome.clean = False
     return outcome
 

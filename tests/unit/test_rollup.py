@@ -8,7 +8,17 @@ from typing import Any
 
 from bridge.batcher import Batcher, Pending
 from bridge.metrics import BridgeMetrics
-from bridge.rollup import Rollup, decode, encode, spans, touched_hours
+from bridge.rollup import (
+    COALESCE,
+    MAX_COALESCE,
+    Entry,
+    Rollup,
+    decode,
+    encode,
+    gathering,
+    spans,
+    touched_hours,
+)
 from fleet.calendar import HOUR_US, QUARTER_US, parse_tz
 from fleet.coarse import Key, Sum, reconcile
 from fleet.config import Config
@@ -47,6 +57,11 @@ class FakeIO:
     def stored(self, ships: Sequence[str] | None, start_us: int, end_us: int) -> dict[Key, Sum]:
         return {k: v for k, v in self.coarse.items()
                 if (ships is None or k.ship in ships) and start_us <= k.start_us < end_us}
+
+    def read(self, ships: Sequence[str] | None, start_us: int, end_us: int, bucket_us: int
+             ) -> tuple[dict[tuple[str, str], list[tuple[int, Sum]]], dict[Key, Sum]]:
+        return self.part_sums(ships, start_us, end_us, bucket_us), self.stored(ships, start_us,
+                                                                               end_us)
 
     def write(self, values: dict[Key, Sum]) -> None:
         hook, self.on_write = self.on_write, None
@@ -205,11 +220,12 @@ def _rollup(store: JournalStore, io: FakeIO) -> Rollup:
 def test_journal_before_parts_then_update_and_checkpoint_below_unfinished_entries() -> None:
     store, io = JournalStore(), FakeIO()
     r = _rollup(store, io)
-    io.put("a", H0, 2.0)
+    io.put("a", H0 + 30 * HOUR_US, 2.0)
     outer = r.before([Part("a", H0, 2.0, 900.0)])
-    inner = r.before([Part("a", H0 + 5 * HOUR_US, 1.0, 900.0)])  # e.g. a rewrite in stored()
+    inner = r.before([Part("a", H0 + 30 * HOUR_US, 1.0, 900.0)])  # e.g. a rewrite in stored()
     assert [rp for rp, _ in store.writes] == ["fleet_raw_journal", "fleet_raw_journal"]
-    assert f'touched="a:{H0 // HOUR_US}"' in store.writes[0][1]
+    # The mark names the whole fleet day (UTC here) of the touched hour.
+    assert f'touched="a:{H0 // HOUR_US}-{H0 // HOUR_US + 23}"' in store.writes[0][1]
     r.after(inner)
     taken = r._take()
     r.update(taken)
@@ -218,7 +234,7 @@ def test_journal_before_parts_then_update_and_checkpoint_below_unfinished_entrie
     checkpoint = store.writes[-1][1]
     assert checkpoint.startswith("rollup_checkpoint,bridge=fleet-bridge-1 done=")
     assert int(checkpoint.split("done=")[1].split("i")[0]) == outer.at_us - 1  # outer unfinished
-    assert io.coarse[Key("hour", "a", "main", H0)].kwh == 2.0
+    assert io.coarse[Key("hour", "a", "main", H0 + 30 * HOUR_US)].kwh == 2.0
 
 
 def test_a_missing_journal_never_holds_the_parts_back() -> None:
@@ -228,3 +244,63 @@ def test_a_missing_journal_never_holds_the_parts_back() -> None:
     assert entry.at_us == 0 and entry.touched and r.journal_failures == 1
     r.after(entry)
     assert r.pending() == 1  # still updated, from memory
+
+
+def test_a_day_already_marked_is_not_journaled_again_until_its_mark_is_reconciled() -> None:
+    store, io = JournalStore(), FakeIO()
+    r = _rollup(store, io)
+    first = r.before([Part("a", H0, 2.0, 900.0)])
+    again = r.before([Part("a", H0 + 5 * HOUR_US, 1.0, 900.0), Part("a", H0, 2.0, 900.0)])
+    other = r.before([Part("b", H0, 1.0, 900.0), Part("a", H0 + 7 * HOUR_US, 1.0, 900.0)])
+    journal = [body for rp, body in store.writes if rp == "fleet_raw_journal"]
+    assert len(journal) == 2 and 'touched="b:' in journal[1] and "a:" not in journal[1]
+    assert again.at_us == 0 and again.pins == (first.at_us,)
+    assert other.at_us > first.at_us and other.pins == (first.at_us,)
+    assert again.touched == {"a": {H0, H0 + 5 * HOUR_US}}  # in memory: only the touched hours
+    # The first mark stays durable (the checkpoint below it) while an entry relying on it waits.
+    r._advance([first, other])
+    r._checkpoint(force=True)
+    assert store.writes[-1][1].split("done=")[1].startswith(f"{first.at_us - 1}i")
+    r._advance([again])
+    r._checkpoint(force=True)
+    assert store.writes[-1][1].split("done=")[1].startswith(f"{other.at_us}i")
+    # Reconciled: the day needs a new mark for the next batch touching it.
+    later = r.before([Part("a", H0 + 9 * HOUR_US, 1.0, 900.0)])
+    assert later.at_us > other.at_us and later.pins == ()
+
+
+def test_a_paced_loop_goes_on_with_only_the_days_it_wrote_and_confirms_them() -> None:
+    io = FakeIO()
+    r = _rollup(JournalStore(), io)
+    io.put("a", H0, 2.0)
+    io.put("a", H0 + 30 * HOUR_US, 1.0)  # the next (UTC) day
+    day2 = H0 + 24 * HOUR_US
+    assert r.update([Entry({"a": {H0 + 30 * HOUR_US}})]) == {}  # day 2 stored and confirmed
+    reads: list[tuple[int, int]] = []
+    part_sums = io.part_sums
+
+    def counted(ships: Sequence[str] | None, a: int, b: int,
+                bucket: int) -> dict[tuple[str, str], list[tuple[int, Sum]]]:
+        reads.append((a, b))
+        return part_sums(ships, a, b, bucket)
+
+    io.part_sums = counted  # type: ignore[method-assign]
+    left = r.update([Entry({"a": {H0, H0 + 30 * HOUR_US}})], paced=True)
+    # Day 1 was written in this round, day 2 read equal to its parts: only day 1 goes on.
+    assert left == {"a": {H0}}
+    assert io.coarse[Key("day", "a", "main", H0)] == Sum(2.0, 900.0, 1.0)
+    io.put("a", H0, 3.0)  # a correction stored meanwhile (its own entry follows)
+    reads.clear()
+    left = r.update([Entry(left), Entry({"a": {H0}})], paced=True)
+    assert left == {"a": {H0}} and all(b <= day2 for _a, b in reads)  # day 2 not read again
+    assert r.update([Entry(left)], paced=True) == {}  # read back equal: the loop is done
+    assert io.coarse[Key("hour", "a", "main", H0)].kwh == 3.0
+
+
+def test_the_gathering_time_doubles_under_sustained_load_up_to_its_bound_and_falls_back() -> None:
+    window, seen = COALESCE, []
+    for _ in range(6):
+        window = gathering(window, busy=True)
+        seen.append(window)
+    assert seen == [1.0, 2.0, 4.0, 4.0, 4.0, 4.0] and MAX_COALESCE == 4.0
+    assert gathering(window, busy=False) == COALESCE == 0.5
