@@ -30,12 +30,14 @@ trip is the same one; answers are shared, so callers treat them as read-only.
 
 from __future__ import annotations
 
+import asyncio
 import bisect
+import logging
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 from fleet.calendar import QUARTER_US, US, Period, Piece, parse_tz, periods, plan
@@ -62,7 +64,10 @@ from fleet.schema import (
     quote_ident,
     quote_string,
 )
+from query_service.cache import AnswerKeep, calendar_keep
 from query_service.db import InfluxClient, Series
+
+log = logging.getLogger(__name__)
 
 _STEPS_S = (86400, 43200, 21600, 10800, 7200, 3600, 1800, 900)
 _RAW_ROWS = 5000
@@ -73,6 +78,8 @@ _CACHE_ROWS = 20_000  # a larger answer is read each time
 _cache: OrderedDict[tuple[str, str], tuple[int, list[Series]]] = OrderedDict()
 _state_cache: dict[str, tuple[float, str | None]] = {}
 _ANSWER_ENTRIES = 256
+# How often the generation watch reads the coarse series' generation (see the module doc).
+WATCH_INTERVAL = 1.0
 # Finished answers of period_totals read only from the coarse series, with the generation their
 # reads belong to; shared, so callers treat an answer as read-only.
 _answers: OrderedDict[tuple[Any, ...], tuple[int, CalendarAnswer]] = OrderedDict()
@@ -227,8 +234,15 @@ async def period_totals(influx: InfluxClient, config: Config, start_us: int, end
     zone = None if every == "15m" else await coarse_zone(influx, config)
     akey = (_key(config), start_us, end_us, every, tz.key, None if ships is None else tuple(ships),
             meter, zone)
-    cached = _answers.get(akey) if zone is not None else None
+    keep = calendar_keep(influx) if zone is not None else None
     seen: int | None = None
+    watch: tuple[bool, int, int] | None = None
+    if keep is not None:
+        found = keep.get(akey)
+        if found is not None:
+            return cast(CalendarAnswer, found)  # no round trip: see the module doc
+        watch = keep.snapshot()
+    cached = _answers.get(akey) if zone is not None and keep is None else None
     if cached is not None:
         [result] = await influx.query_all([_generation_statement(config)], kind="calendar")
         generation = _generation(result)
@@ -257,9 +271,12 @@ async def period_totals(influx: InfluxClient, config: Config, start_us: int, end
             and sum(len(per) for per in answer.totals.values()) <= _CACHE_ROWS):
         # Only coarse reads, all of one generation: the plan is a pure function of the key (no
         # parts, so no retention cut), and the answer is what those reads sum to.
-        _answers[akey] = (generation, answer)
-        while len(_answers) > _ANSWER_ENTRIES:
-            _answers.popitem(last=False)
+        if keep is not None and watch is not None:
+            keep.put(akey, None if ships is None else tuple(ships), answer, watch)
+        else:
+            _answers[akey] = (generation, answer)
+            while len(_answers) > _ANSWER_ENTRIES:
+                _answers.popitem(last=False)
     return answer
 
 
@@ -275,6 +292,15 @@ async def range_totals(influx: InfluxClient, config: Config, start_us: int, end_
     answer = CalendarAnswer(whole)
     if ships is not None and not ships:
         return answer
+    akey = ("range", _key(config), start_us, end_us, None if ships is None else tuple(ships),
+            meter, zone)
+    keep = calendar_keep(influx) if zone is not None else None
+    watch = None
+    if keep is not None:
+        found = keep.get(akey)
+        if found is not None:
+            return cast(CalendarAnswer, found)
+        watch = keep.snapshot()
     pieces = plan(start_us, end_us, "1y", fleet_tz, fleet_tz, hourly=zone is not None,
                   daily=zone is not None, period_list=whole)
     pieces = _within_retention(answer, pieces, config)
@@ -284,7 +310,33 @@ async def range_totals(influx: InfluxClient, config: Config, start_us: int, end_
     for (piece, _first, _statement), result in zip(statements, results, strict=True):
         for series in result:
             _add(answer, [start_us], piece, series)
+    if (keep is not None and watch is not None and answer.truncated_before is None
+            and all(p.source != "parts" for p in pieces)
+            and sum(len(per) for per in answer.totals.values()) <= _CACHE_ROWS):
+        keep.put(akey, None if ships is None else tuple(ships), answer, watch)
     return answer
+
+
+async def watch_generation(influx: InfluxClient, config: Config, keep: AnswerKeep,
+                           interval: float | None = None) -> None:
+    """Drop every kept answer when the coarse series' generation moved (one read per
+    ``interval``, whatever the load): the bound for writers that publish no rollup notice."""
+    every = WATCH_INTERVAL if interval is None else interval
+    last: int | None = None
+    while True:
+        try:
+            [result] = await influx.query_all([_generation_statement(config)],
+                                              kind="calendar_watch")
+            generation = _generation(result)
+        except Exception as exc:  # noqa: BLE001 (InfluxDB down, or a bug): keep nothing
+            log.warning("calendar: generation not read (%s); keeping no answers", exc)
+            keep.clear(watched=False)
+            last = None
+        else:
+            if last is None or generation != last:
+                keep.clear(watched=True)
+            last = generation
+        await asyncio.sleep(every)
 
 
 def _within_retention(answer: CalendarAnswer, pieces: list[Piece], config: Config) -> list[Piece]:
