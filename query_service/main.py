@@ -56,7 +56,8 @@ async def _cache(app: web.Application) -> AsyncIterator[None]:
         attach(app[INFLUX], cache)
         # Kept calendar answers: dropped by rollup notices on the cache's link, and all of them
         # whenever the coarse series' generation moves (query_service/calendar.py).
-        watch = asyncio.create_task(watch_generation(app[INFLUX], app[CONFIG], cache.calendar))
+        watch = asyncio.create_task(watch_generation(app[INFLUX], app[CONFIG], cache.calendar,
+                                                    app[CONFIG].http.calendar_watch))
     yield
     if watch is not None:
         watch.cancel()
