@@ -23,9 +23,37 @@ series (whole UTC hours, when every period boundary is one) and the parts for th
 (:func:`fleet.calendar.plan`); the coarse series are used only when ``rollup_state`` says they are
 complete. InfluxDB sums between boundaries decided here; its ``tz()`` is never used.
 
-A finished answer read only from the coarse series, all of one generation, is kept (keyed by the
-request and the coarse zone) and served again only while the generation read in a fresh round
-trip is the same one; answers are shared, so callers treat them as read-only.
+**Kept answers.** A finished answer of :func:`period_totals` or :func:`range_totals` read only
+from the coarse series (no parts, no retention cut) is kept in memory, keyed by the request and
+the coarse zone, and served again with NO InfluxDB round trip; answers are shared, so callers
+treat them as read-only, and the views keep what they rendered from one in
+``CalendarAnswer.rendered`` (the response bytes). The keep (:class:`query_service.cache.AnswerKeep`)
+lives on the link of the 15-minute cache (query_service/cache.py) and follows its rules:
+
+- the bridge publishes ``fleet/ships/<id>/rollup`` (QoS 1, bridge/coarsenotice.py) after every
+  coarse write, naming the ship; its arrival drops the kept answers reading that ship and every
+  all-ships (fleet) answer;
+- an answer read from InfluxDB is kept only if no rollup notice arrived, the link stayed whole
+  and the watch below did not drop everything while it was read;
+- whenever the broker link is not whole (not yet subscribed, disconnected, a barrier of the
+  15-minute cache unanswered), everything is dropped and nothing is kept;
+- the generation watch (:func:`watch_generation`, one read per ``[http] calendar_watch``, 1 s by
+  default, whatever the load) drops every kept answer when the coarse series' generation line
+  moved, and keeps nothing while it cannot read it. This is what bounds writers that send no
+  notice (``fleetctl rollup rebuild``, a direct write of coarse values with the generation line,
+  the journal recovery at a bridge's start): such a write shows in kept answers at most one watch
+  interval plus one read later. It drops everything on every generation move, the bridge's
+  announced ones included: one generation value cannot tell which writers moved it since the last
+  read, so the notices make a bridge's writes show at once and the watch only bounds the others.
+
+No broker round trip (barrier) per request, unlike the 15-minute cache: that barrier makes an
+``ack`` a promise (whoever saw it reads the new parts). Coarse values make no such promise: they
+are written asynchronously after the parts' PUBACK and equal their parts' sums only once the
+pipeline goes quiet (docs/CONTRACT.md section 6). A notice reaching the service a little after the
+coarse write is the same to a reader as the coarse write landing a little later; once the notice
+has arrived (the pipeline is quiet), every answer is the database's own. Without a broker link
+(``[http] cache_entries = 0``, no password), a kept answer is served only after a fresh read of
+the generation equals the one it was read with (one round trip per request).
 """
 
 from __future__ import annotations
