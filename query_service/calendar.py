@@ -27,7 +27,7 @@ complete. InfluxDB sums between boundaries decided here; its ``tz()`` is never u
 from the coarse series (no parts, no retention cut) is kept in memory, keyed by the request and
 the coarse zone, and served again with NO InfluxDB round trip; answers are shared, so callers
 treat them as read-only, and the views keep what they rendered from one in
-``CalendarAnswer.rendered`` (the response bytes). The keep (:class:`query_service.cache.AnswerKeep`)
+``CalendarAnswer.rendered`` (the response text). The keep (:class:`query_service.cache.AnswerKeep`)
 lives on the link of the 15-minute cache (query_service/cache.py) and follows its rules:
 
 - the bridge publishes ``fleet/ships/<id>/rollup`` (QoS 1, bridge/coarsenotice.py) after every
@@ -41,10 +41,13 @@ lives on the link of the 15-minute cache (query_service/cache.py) and follows it
   default, whatever the load) drops every kept answer when the coarse series' generation line
   moved, and keeps nothing while it cannot read it. This is what bounds writers that send no
   notice (``fleetctl rollup rebuild``, a direct write of coarse values with the generation line,
-  the journal recovery at a bridge's start): such a write shows in kept answers at most one watch
-  interval plus one read later. It drops everything on every generation move, the bridge's
-  announced ones included: one generation value cannot tell which writers moved it since the last
-  read, so the notices make a bridge's writes show at once and the watch only bounds the others.
+  the journal recovery at a bridge's start): such a write shows in kept answers within two watch
+  intervals and their reads, about 2 s (usually one: everything is dropped at the read that sees
+  the move and again at the next, since the generation point and the values of one write land in
+  different shards, applied in no set order). It
+  drops everything on every generation move, the bridge's announced ones included: one
+  generation value cannot tell which writers moved it since the last read, so the notices make a
+  bridge's writes show at once and the watch only bounds the others.
 
 No broker round trip (barrier) per request, unlike the 15-minute cache: that barrier makes an
 ``ack`` a promise (whoever saw it reads the new parts). Coarse values make no such promise: they
@@ -351,6 +354,7 @@ async def watch_generation(influx: InfluxClient, config: Config, keep: AnswerKee
     ``interval``, whatever the load): the bound for writers that publish no rollup notice."""
     every = WATCH_INTERVAL if interval is None else interval
     last: int | None = None
+    moved = False
     while True:
         try:
             [result] = await influx.query_all([_generation_statement(config)],
@@ -359,11 +363,15 @@ async def watch_generation(influx: InfluxClient, config: Config, keep: AnswerKee
         except Exception as exc:  # noqa: BLE001 (InfluxDB down, or a bug): keep nothing
             log.warning("calendar: generation not read (%s); keeping no answers", exc)
             keep.clear(watched=False)
-            last = None
+            last, moved = None, False
         else:
-            if last is None or generation != last:
+            changed = last is None or generation != last
+            # Dropped again one read after a move: the generation point (stamped in 2200) and
+            # the values of one write request sit in different shards, which InfluxDB applies
+            # in no set order, so an answer read just after the move may still miss values.
+            if changed or moved:
                 keep.clear(watched=True)
-            last = generation
+            last, moved = generation, changed
         await asyncio.sleep(every)
 
 

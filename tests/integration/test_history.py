@@ -34,9 +34,9 @@ from tests.conftest import MqttSession, Stack, eventually
 pytestmark = pytest.mark.integration
 
 FLEET_TZ = "Europe/Oslo"
-# [http] calendar_watch (1 s by default) plus its read and a request: how late a coarse write
+# Two [http] calendar_watch intervals (1 s by default) and their reads: how late a coarse write
 # that sends no rollup notice may show in a kept calendar answer.
-WATCH_BOUND = 2.5
+WATCH_BOUND = 3.0
 
 
 @dataclass
