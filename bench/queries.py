@@ -247,6 +247,13 @@ def run_queries(b: Bench, runs: int, quick: bool) -> dict[str, QueryRow]:
     env = QueryEnv(b.cfg.influxdb.database, b.cfg.influxdb.retention_policy, b.ships[0][0],
                    len(b.ships), tuple(s for s, _ in b.ships))
     cases = [build(env) for build in QUERY_CASES]
+    # BENCH_QUERY_CASES=calendar: only the calendar rows (bench/history.py), for a quick
+    # before/after of them; any other value is a substring of the row names to keep.
+    only = os.environ.get("BENCH_QUERY_CASES", "")
+    if only:
+        names = {build(env).name for build in history.QUERY_CASES} if only == "calendar" \
+            else {c.name for c in cases if only in c.name}
+        cases = [c for c in cases if c.name in names]
     rows: dict[str, QueryRow] = {c.name: QueryRow() for c in cases}
     for side in SIDES:
         if side != "influx":

@@ -153,7 +153,7 @@ def targets(r: dict[str, Any]) -> list[tuple[str, float, float, bool]]:
     if daily is not None:
         rows.append(("ship 365-day daily series p99 (1 client), ms",
                      daily.p99["http/1"].median * 1000, TARGET_DAILY_P99_MS, False))
-        rows.append(("ship 365-day daily series, service / InfluxDB rate (16 clients)",
+        rows.append(("ship 365-day daily series, one service process / InfluxDB rate (16 clients)",
                      ratio(daily.rps["http/16"], daily.rps["influx/16"]).median,
                      TARGET_DAILY_RATE_RATIO, True))
     monthly = next((v for k, v in q.items() if k.startswith("fleet 365-day monthly")), None)

@@ -9,6 +9,7 @@ import threading
 from prometheus_client import start_http_server
 
 from bridge.batcher import Batcher, Store
+from bridge.coarsenotice import CoarseNotice
 from bridge.metrics import BridgeMetrics
 from bridge.mqtt import Bridge
 from bridge.rollup import Rollup
@@ -40,9 +41,10 @@ def _prepare_store(cfg: Config, stop: threading.Event) -> InfluxStore | None:
 
 
 def _prepare_rollup(cfg: Config, store: InfluxStore, stop: threading.Event,
-                    metrics: BridgeMetrics) -> Rollup | None:
+                    metrics: BridgeMetrics, notice: CoarseNotice | None) -> Rollup | None:
     """The coarse series' policies, unfinished journal entries, worker and background build."""
-    rollup = Rollup(cfg, store, metrics=metrics)
+    rollup = Rollup(cfg, store, metrics=metrics,
+                    on_written=notice.written if notice is not None else None)
     delay = 0.5
     while not stop.is_set():
         try:
@@ -77,8 +79,9 @@ def run(cfg: Config, *, store: Store | None = None, bridge_type: type[Bridge] = 
         return 0
     writes_to = store
     rollup = None
+    notice = CoarseNotice(None)  # bound to the bridge's client below
     if coarse and isinstance(store, InfluxStore):
-        rollup = _prepare_rollup(cfg, store, stop, metrics)
+        rollup = _prepare_rollup(cfg, store, stop, metrics, notice)
         if rollup is None:
             return 0
 
@@ -88,6 +91,7 @@ def run(cfg: Config, *, store: Store | None = None, bridge_type: type[Bridge] = 
                        retry_max_delay=cfg.bridge.retry_max_delay, coarse=rollup)
 
     bridge = bridge_type(cfg, make_batcher, metrics)
+    notice.client = bridge.client
     writer = threading.Thread(target=bridge.batcher.run, name="influx-writer", daemon=True)
     writer.start()
     bridge.start()

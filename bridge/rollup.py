@@ -66,7 +66,7 @@ import functools
 import logging
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -193,11 +193,14 @@ class Rollup:
     """Journal, worker thread and background build of the coarse series for one bridge."""
 
     def __init__(self, cfg: Config, store: InfluxStore, io: coarse.CoarseIO | None = None,
-                 metrics: BridgeMetrics | None = None) -> None:
+                 metrics: BridgeMetrics | None = None,
+                 on_written: Callable[[set[str], int], None] | None = None) -> None:
         self.cfg = cfg
         self.metrics = metrics
         self.store = store
         self.io = io if io is not None else coarse.InfluxCoarse(store)
+        if on_written is not None:  # told after every coarse write (bridge/coarsenotice.py)
+            self.io = _Announced(self.io, on_written)
         self.tz = coarse.fleet_zone(cfg)
         self.bridge_id = cfg.bridge.client_id
         self._q = _Queue()
@@ -546,6 +549,31 @@ class Rollup:
                          outcome.written)
         coarse.write_state(self.store, coarse.State(coarse.VERSION, zone, ready=True))
         log.info("coarse series: complete (daily series in %s)", zone)
+
+
+class _Announced:
+    """A :class:`fleet.coarse.CoarseIO` that calls ``on_written(ships, n)`` after each write."""
+
+    def __init__(self, io: coarse.CoarseIO, on_written: Callable[[set[str], int], None]) -> None:
+        self._io, self._on_written = io, on_written
+
+    def part_sums(self, ships: Sequence[str] | None, start_us: int, end_us: int,
+                  bucket_us: int) -> dict[tuple[str, str], list[tuple[int, coarse.Sum]]]:
+        return self._io.part_sums(ships, start_us, end_us, bucket_us)
+
+    def stored(self, ships: Sequence[str] | None, start_us: int,
+               end_us: int) -> dict[coarse.Key, coarse.Sum]:
+        return self._io.stored(ships, start_us, end_us)
+
+    def write(self, values: dict[coarse.Key, coarse.Sum]) -> None:
+        self._io.write(values)
+        try:
+            self._on_written({k.ship for k in values}, len(values))
+        except Exception:  # never fail the reconcile for a notice (the watch still sees it)
+            log.exception("coarse write notice failed")
+
+    def horizon(self) -> int | None:
+        return self._io.horizon()
 
 
 def _merge(entries: list[Entry]) -> list[Entry]:

@@ -103,6 +103,7 @@ def acl_rules(name: str, role: str) -> list[str]:
             f"topic write {topics.every_ship(topics.ACK)}",
             f"topic write {topics.every_ship(topics.REJECTED)}",
             f"topic write {topics.every_ship(topics.ENERGY)}",
+            f"topic write {topics.every_ship(topics.ROLLUP)}",
             # The handoff marker between bridges when [bridge] workers changes (bridge/partition.py).
             f"topic readwrite {topics.BRIDGE_HANDOFF}",
         ]

@@ -212,9 +212,12 @@ class HttpConfig:
     mqtt_password: str = ""
     cache_entries: int = 4096
     workers: int = 0
+    calendar_watch: float = 1.0
 
     def __post_init__(self) -> None:
         _port("http", "port", self.port)
+        if not 0.05 <= self.calendar_watch <= 60:
+            raise ConfigError("http.calendar_watch must be between 0.05 and 60 seconds")
         if not 0 <= self.cache_entries <= 1_000_000:
             raise ConfigError("http.cache_entries must be between 0 (no cache) and 1000000")
         if not 0 <= self.workers <= 64:

@@ -2,7 +2,8 @@
 
 Per ship, under ``fleet/ships/<ship>/``: ``readings`` (ship -> bridge), ``status`` (retained
 presence, ship -> everyone), ``ack`` and ``rejected`` (bridge -> ship), ``energy`` (bridge ->
-subscribers). Alerts live under ``fleet/alerts/<ship>/<rule>``. Operators read ``fleet/#``.
+subscribers), ``rollup`` (bridge -> query service: the ship's coarse values were rewritten).
+Alerts live under ``fleet/alerts/<ship>/<rule>``. Operators read ``fleet/#``.
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ STATUS = "status"
 ACK = "ack"
 REJECTED = "rejected"
 ENERGY = "energy"
-KINDS = (READINGS, STATUS, ACK, REJECTED, ENERGY)
+# bridge -> query service: the ship's coarse values were rewritten (query_service/cache.py).
+ROLLUP = "rollup"
+KINDS = (READINGS, STATUS, ACK, REJECTED, ENERGY, ROLLUP)
 
 
 def ship_topic(ship: str, kind: str) -> str:
@@ -47,6 +50,10 @@ def rejected(ship: str) -> str:
 
 def energy(ship: str) -> str:
     return ship_topic(ship, ENERGY)
+
+
+def rollup(ship: str) -> str:
+    return ship_topic(ship, ROLLUP)
 
 
 def ship_tree(ship: str) -> str:

@@ -44,6 +44,7 @@ from query_service.presence import service_password
 log = logging.getLogger(__name__)
 
 ENERGY = topics.every_ship(topics.ENERGY)
+ROLLUP = topics.every_ship(topics.ROLLUP)
 BARRIER = topics.QUERY_CACHE_BARRIER
 BARRIER_TIMEOUT = 0.5
 
@@ -65,6 +66,81 @@ def energy_windows(payload: bytes) -> list[int] | None:
         return None
 
 
+AnswerKey = tuple[Any, ...]
+
+
+class AnswerKeep:
+    """Finished calendar answers (query_service/calendar.py) kept while no coarse value they
+    read can have changed; thread-safe (paho's thread drops entries).
+
+    An entry names its ships (None: every ship). It is dropped by a rollup notice of one of its
+    ships (every ship's notice drops the ``None`` ones), by :meth:`clear` (the broker link is not
+    whole, or the generation watch saw the coarse series change), and least recently used first
+    beyond ``max_entries``. :meth:`put` keeps an answer only if the link was whole and watched,
+    and no notice and no clear came, from before its read (:meth:`snapshot`) until now."""
+
+    def __init__(self, max_entries: int = 256) -> None:
+        self.max_entries = max_entries
+        self._lock = threading.Lock()
+        self._entries: OrderedDict[AnswerKey, tuple[tuple[str, ...] | None, Any]] = OrderedDict()
+        self._epoch = 0
+        self._notices = 0
+        self._ready = False  # subscribed on the current connection (WindowCache sets it)
+        self._watched = False  # the generation watch has read the coarse series' generation
+        self.hits = 0
+        self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, key: AnswerKey) -> Any:
+        with self._lock:
+            found = self._entries.get(key)
+            if found is None:
+                self.misses += 1
+                return None
+            self._entries.move_to_end(key)
+            self.hits += 1
+            return found[1]
+
+    def snapshot(self) -> tuple[bool, int, int]:
+        """(whole, epoch, notices) before reading from InfluxDB."""
+        with self._lock:
+            return self._ready and self._watched, self._epoch, self._notices
+
+    def put(self, key: AnswerKey, ships: tuple[str, ...] | None, value: Any,
+            seen: tuple[bool, int, int]) -> bool:
+        whole, epoch, notices = seen
+        with self._lock:
+            if not (whole and self._ready and self._watched and epoch == self._epoch
+                    and notices == self._notices):
+                return False
+            self._entries[key] = (ships, value)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+            return True
+
+    def invalidate(self, ship: str) -> int:
+        """A rollup notice: drop the entries reading ``ship`` (and every all-ships one)."""
+        with self._lock:
+            self._notices += 1
+            gone = [k for k, (ships, _v) in self._entries.items()
+                    if ships is None or ship in ships]
+            for k in gone:
+                del self._entries[k]
+            return len(gone)
+
+    def clear(self, *, ready: bool | None = None, watched: bool | None = None) -> None:
+        with self._lock:
+            self._entries.clear()
+            self._epoch += 1
+            if ready is not None:
+                self._ready = ready
+            if watched is not None:
+                self._watched = watched
+
+
 class WindowCache:
     """Entries (ship, start, end, every) -> rows; thread-safe (paho's thread invalidates)."""
 
@@ -83,6 +159,8 @@ class WindowCache:
         self._mids: dict[int, asyncio.Future[bool]] = {}
         self.hits = 0
         self.misses = 0
+        # Calendar answers, dropped by the rollup topic on the same link (same rules).
+        self.calendar = AnswerKeep()
 
     # -- entries ----------------------------------------------------------------------------
 
@@ -136,6 +214,7 @@ class WindowCache:
             self._epoch += 1
             if ready is not None:
                 self._ready = ready
+        self.calendar.clear(ready=ready)
 
     # -- the read path ----------------------------------------------------------------------
 
@@ -237,12 +316,13 @@ class WindowCache:
         if reason.is_failure:
             log.warning("cache: the broker refused the connection: %s", reason)
             return
-        client.subscribe(ENERGY, qos=1)
+        client.subscribe([(ENERGY, 1), (ROLLUP, 1)])
 
     def _on_subscribe(self, _c: mqtt.Client, _u: Any, _mid: int, reasons: list[Any],
                       _p: Any) -> None:
         if any(r.is_failure for r in reasons):
-            log.warning("cache: subscription to %s refused; the cache stays off", ENERGY)
+            log.warning("cache: subscription to %s or %s refused; the cache stays off",
+                        ENERGY, ROLLUP)
             return
         self.clear(ready=True)  # from here on, every store is announced to us
 
@@ -257,7 +337,11 @@ class WindowCache:
 
     def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
         topic = topics.parse_ship_topic(msg.topic)
-        if topic is not None:
+        if topic is None:
+            return
+        if topic.kind == topics.ROLLUP:
+            self.calendar.invalidate(topic.ship)
+        else:
             self.invalidate(topic.ship, energy_windows(bytes(msg.payload)))
 
 
@@ -266,6 +350,12 @@ _caches: weakref.WeakKeyDictionary[InfluxClient, WindowCache] = weakref.WeakKeyD
 
 def attach(influx: InfluxClient, cache: WindowCache) -> None:
     _caches[influx] = cache
+
+
+def calendar_keep(influx: InfluxClient) -> AnswerKeep | None:
+    """The kept calendar answers of this client's link (None: no link, nothing is kept)."""
+    cache = _caches.get(influx)
+    return cache.calendar if cache is not None else None
 
 
 async def ship_windows(influx: InfluxClient, ship: str, start_us: int, end_us: int,

@@ -23,19 +23,52 @@ series (whole UTC hours, when every period boundary is one) and the parts for th
 (:func:`fleet.calendar.plan`); the coarse series are used only when ``rollup_state`` says they are
 complete. InfluxDB sums between boundaries decided here; its ``tz()`` is never used.
 
-A finished answer read only from the coarse series, all of one generation, is kept (keyed by the
-request and the coarse zone) and served again only while the generation read in a fresh round
-trip is the same one; answers are shared, so callers treat them as read-only.
+**Kept answers.** A finished answer of :func:`period_totals` or :func:`range_totals` read only
+from the coarse series (no parts, no retention cut) is kept in memory, keyed by the request and
+the coarse zone, and served again with NO InfluxDB round trip; answers are shared, so callers
+treat them as read-only, and the views keep what they rendered from one in
+``CalendarAnswer.rendered`` (the response text). The keep (:class:`query_service.cache.AnswerKeep`)
+lives on the link of the 15-minute cache (query_service/cache.py) and follows its rules:
+
+- the bridge publishes ``fleet/ships/<id>/rollup`` (QoS 1, bridge/coarsenotice.py) after every
+  coarse write, naming the ship; its arrival drops the kept answers reading that ship and every
+  all-ships (fleet) answer;
+- an answer read from InfluxDB is kept only if no rollup notice arrived, the link stayed whole
+  and the watch below did not drop everything while it was read;
+- whenever the broker link is not whole (not yet subscribed, disconnected, a barrier of the
+  15-minute cache unanswered), everything is dropped and nothing is kept;
+- the generation watch (:func:`watch_generation`, one read per ``[http] calendar_watch``, 1 s by
+  default, whatever the load) drops every kept answer when the coarse series' generation line
+  moved, and keeps nothing while it cannot read it. This is what bounds writers that send no
+  notice (``fleetctl rollup rebuild``, a direct write of coarse values with the generation line,
+  the journal recovery at a bridge's start): such a write shows in kept answers within two watch
+  intervals and their reads, about 2 s (usually one: everything is dropped at the read that sees
+  the move and again at the next, since the generation point and the values of one write land in
+  different shards, applied in no set order). It
+  drops everything on every generation move, the bridge's announced ones included: one
+  generation value cannot tell which writers moved it since the last read, so the notices make a
+  bridge's writes show at once and the watch only bounds the others.
+
+No broker round trip (barrier) per request, unlike the 15-minute cache: that barrier makes an
+``ack`` a promise (whoever saw it reads the new parts). Coarse values make no such promise: they
+are written asynchronously after the parts' PUBACK and equal their parts' sums only once the
+pipeline goes quiet (docs/CONTRACT.md section 6). A notice reaching the service a little after the
+coarse write is the same to a reader as the coarse write landing a little later; once the notice
+has arrived (the pipeline is quiet), every answer is the database's own. Without a broker link
+(``[http] cache_entries = 0``, no password), a kept answer is served only after a fresh read of
+the generation equals the one it was read with (one round trip per request).
 """
 
 from __future__ import annotations
 
+import asyncio
 import bisect
+import logging
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 from fleet.calendar import QUARTER_US, US, Period, Piece, parse_tz, periods, plan
@@ -62,7 +95,10 @@ from fleet.schema import (
     quote_ident,
     quote_string,
 )
+from query_service.cache import AnswerKeep, calendar_keep
 from query_service.db import InfluxClient, Series
+
+log = logging.getLogger(__name__)
 
 _STEPS_S = (86400, 43200, 21600, 10800, 7200, 3600, 1800, 900)
 _RAW_ROWS = 5000
@@ -73,6 +109,8 @@ _CACHE_ROWS = 20_000  # a larger answer is read each time
 _cache: OrderedDict[tuple[str, str], tuple[int, list[Series]]] = OrderedDict()
 _state_cache: dict[str, tuple[float, str | None]] = {}
 _ANSWER_ENTRIES = 256
+# How often the generation watch reads the coarse series' generation (see the module doc).
+WATCH_INTERVAL = 1.0
 # Finished answers of period_totals read only from the coarse series, with the generation their
 # reads belong to; shared, so callers treat an answer as read-only.
 _answers: OrderedDict[tuple[Any, ...], tuple[int, CalendarAnswer]] = OrderedDict()
@@ -227,8 +265,15 @@ async def period_totals(influx: InfluxClient, config: Config, start_us: int, end
     zone = None if every == "15m" else await coarse_zone(influx, config)
     akey = (_key(config), start_us, end_us, every, tz.key, None if ships is None else tuple(ships),
             meter, zone)
-    cached = _answers.get(akey) if zone is not None else None
+    keep = calendar_keep(influx) if zone is not None else None
     seen: int | None = None
+    watch: tuple[bool, int, int] | None = None
+    if keep is not None:
+        found = keep.get(akey)
+        if found is not None:
+            return cast(CalendarAnswer, found)  # no round trip: see the module doc
+        watch = keep.snapshot()
+    cached = _answers.get(akey) if zone is not None and keep is None else None
     if cached is not None:
         [result] = await influx.query_all([_generation_statement(config)], kind="calendar")
         generation = _generation(result)
@@ -257,9 +302,12 @@ async def period_totals(influx: InfluxClient, config: Config, start_us: int, end
             and sum(len(per) for per in answer.totals.values()) <= _CACHE_ROWS):
         # Only coarse reads, all of one generation: the plan is a pure function of the key (no
         # parts, so no retention cut), and the answer is what those reads sum to.
-        _answers[akey] = (generation, answer)
-        while len(_answers) > _ANSWER_ENTRIES:
-            _answers.popitem(last=False)
+        if keep is not None and watch is not None:
+            keep.put(akey, None if ships is None else tuple(ships), answer, watch)
+        else:
+            _answers[akey] = (generation, answer)
+            while len(_answers) > _ANSWER_ENTRIES:
+                _answers.popitem(last=False)
     return answer
 
 
@@ -275,6 +323,15 @@ async def range_totals(influx: InfluxClient, config: Config, start_us: int, end_
     answer = CalendarAnswer(whole)
     if ships is not None and not ships:
         return answer
+    akey = ("range", _key(config), start_us, end_us, None if ships is None else tuple(ships),
+            meter, zone)
+    keep = calendar_keep(influx) if zone is not None else None
+    watch = None
+    if keep is not None:
+        found = keep.get(akey)
+        if found is not None:
+            return cast(CalendarAnswer, found)
+        watch = keep.snapshot()
     pieces = plan(start_us, end_us, "1y", fleet_tz, fleet_tz, hourly=zone is not None,
                   daily=zone is not None, period_list=whole)
     pieces = _within_retention(answer, pieces, config)
@@ -284,7 +341,38 @@ async def range_totals(influx: InfluxClient, config: Config, start_us: int, end_
     for (piece, _first, _statement), result in zip(statements, results, strict=True):
         for series in result:
             _add(answer, [start_us], piece, series)
+    if (keep is not None and watch is not None and answer.truncated_before is None
+            and all(p.source != "parts" for p in pieces)
+            and sum(len(per) for per in answer.totals.values()) <= _CACHE_ROWS):
+        keep.put(akey, None if ships is None else tuple(ships), answer, watch)
     return answer
+
+
+async def watch_generation(influx: InfluxClient, config: Config, keep: AnswerKeep,
+                           interval: float | None = None) -> None:
+    """Drop every kept answer when the coarse series' generation moved (one read per
+    ``interval``, whatever the load): the bound for writers that publish no rollup notice."""
+    every = WATCH_INTERVAL if interval is None else interval
+    last: int | None = None
+    moved = False
+    while True:
+        try:
+            [result] = await influx.query_all([_generation_statement(config)],
+                                              kind="calendar_watch")
+            generation = _generation(result)
+        except Exception as exc:  # noqa: BLE001 (InfluxDB down, or a bug): keep nothing
+            log.warning("calendar: generation not read (%s); keeping no answers", exc)
+            keep.clear(watched=False)
+            last, moved = None, False
+        else:
+            changed = last is None or generation != last
+            # Dropped again one read after a move: the generation point (stamped in 2200) and
+            # the values of one write request sit in different shards, which InfluxDB applies
+            # in no set order, so an answer read just after the move may still miss values.
+            if changed or moved:
+                keep.clear(watched=True)
+            last, moved = generation, changed
+        await asyncio.sleep(every)
 
 
 def _within_retention(answer: CalendarAnswer, pieces: list[Piece], config: Config) -> list[Piece]:

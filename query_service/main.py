@@ -14,6 +14,7 @@ own keep-alive session to InfluxDB. For ``/metrics`` summed over the workers, se
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 
@@ -24,6 +25,7 @@ from fleet.errors import FleetError
 from fleet.tokens import TokenVerifier, tokens_path
 from query_service.auth import auth_middleware
 from query_service.cache import WindowCache, attach
+from query_service.calendar import watch_generation
 from query_service.db import InfluxClient
 from query_service.metrics import Metrics
 from query_service.middlewares import (
@@ -49,9 +51,18 @@ async def _influx(app: web.Application) -> AsyncIterator[None]:
 async def _cache(app: web.Application) -> AsyncIterator[None]:
     """Recent ship series, invalidated by the bridge's energy topic (query_service/cache.py)."""
     cache = WindowCache(app[CONFIG].http.cache_entries)
+    watch = None
     if app[CONFIG].http.cache_entries and cache.start(app[CONFIG], asyncio.get_running_loop()):
         attach(app[INFLUX], cache)
+        # Kept calendar answers: dropped by rollup notices on the cache's link, and all of them
+        # whenever the coarse series' generation moves (query_service/calendar.py).
+        watch = asyncio.create_task(watch_generation(app[INFLUX], app[CONFIG], cache.calendar,
+                                                    app[CONFIG].http.calendar_watch))
     yield
+    if watch is not None:
+        watch.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watch
     cache.stop()
 
 

@@ -140,6 +140,7 @@ def test_roles_acl(accounts: Accounts) -> None:
         "write fleet/ships/+/ack",
         "write fleet/ships/+/rejected",
         "write fleet/ships/+/energy",
+        "write fleet/ships/+/rollup",
         "readwrite fleet/bridges/handoff",
     ]
     text = accounts.acl_path.read_text()
