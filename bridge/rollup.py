@@ -565,6 +565,11 @@ class _Announced:
                end_us: int) -> dict[coarse.Key, coarse.Sum]:
         return self._io.stored(ships, start_us, end_us)
 
+    def read(self, ships: Sequence[str] | None, start_us: int, end_us: int, bucket_us: int
+             ) -> tuple[dict[tuple[str, str], list[tuple[int, coarse.Sum]]],
+                        dict[coarse.Key, coarse.Sum]]:
+        return self._io.read(ships, start_us, end_us, bucket_us)
+
     def write(self, values: dict[coarse.Key, coarse.Sum]) -> None:
         self._io.write(values)
         try:
