@@ -6,6 +6,9 @@ messages make, stored (``Bench.wait_stored``), or the acknowledged count, seen b
 
 - pipeline: publishers -> Mosquitto -> bridge -> InfluxDB, until every point is queryable;
 - broker: a native subscriber (``mosquitto_sub -q 1``), what Mosquitto can deliver to one client;
+- bare paho subscriber: stock paho in its own process with the bridge's session settings
+  (persistent session, QoS 1, manual acks, the same Receive Maximum), acknowledging each message
+  and doing nothing else (``bench.pahosub``): the reference issue 11's one-bridge targets name;
 - bridge, no database: the bridge's own process and MQTT session (manual acks, same batching)
   with the write replaced by nothing, once normalizing and once not (``bench.nullbridge``);
 - InfluxDB: the line protocol the bridge writes for these messages, in the batch size the bridge
@@ -17,9 +20,12 @@ Adding a variant: append an :class:`IngestCase` to ``INGEST_CASES`` (see its fie
 
 from __future__ import annotations
 
+import argparse
 import contextlib
+import json
 import os
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -72,7 +78,7 @@ INGEST_CASES: list[IngestCase] = [
     IngestCase("12 readings/msg, coarse series off", 12, 200, around=history.without_coarse),
 ]
 
-ROWS = ("pipeline", "null", "raw", "broker", "influx")
+ROWS = ("pipeline", "null", "raw", "broker", "paho", "influx")
 
 
 @dataclass
@@ -82,6 +88,7 @@ class IngestResult:
     batch_points: dict[str, Figure]         # case -> mean points per InfluxDB write (pipeline)
     sub_cpu: dict[str, Figure]              # case -> mosquitto_sub CPU share during its row
     cases: list[IngestCase]
+    paho_cpu: dict[str, Figure] = field(default_factory=dict)  # case -> paho subscriber CPU share
 
 
 def span(case: IngestCase, per_ship: int, base: int) -> tuple[int, int]:
@@ -93,7 +100,8 @@ def run_ingest(b: Bench, runs: int, quick: bool,
     cases = INGEST_CASES if cases is None else cases
     res = IngestResult({c.name: {r: Figure() for r in ROWS} for c in cases},
                        {c.name: {r: Figure() for r in ROWS} for c in cases},
-                       {c.name: Figure() for c in cases}, {c.name: Figure() for c in cases}, cases)
+                       {c.name: Figure() for c in cases}, {c.name: Figure() for c in cases}, cases,
+                       {c.name: Figure() for c in cases})
     for run in range(runs):
         log(f"ingest run {run + 1}/{runs}: pipeline")
         b.start_bridge("pipeline")
@@ -119,12 +127,16 @@ def run_ingest(b: Bench, runs: int, quick: bool,
             msgs, cpu = broker_ceiling(b, c, per_ship, b.new_base(c.offset_s))
             res.readings[c.name]["broker"].add(msgs * c.readings)
             res.sub_cpu[c.name].add(cpu)
+            pmsgs, pcpu = paho_ceiling(b, c, per_ship, b.new_base(c.offset_s))
+            res.readings[c.name]["paho"].add(pmsgs * c.readings)
+            res.paho_cpu[c.name].add(pcpu)
             batch = res.batch_points[c.name].values[-1]
             pts, readings = influx_ceiling(b, c, per_ship, b.new_base(c.offset_s), int(batch))
             res.points[c.name]["influx"].add(pts)
             res.readings[c.name]["influx"].add(readings)
             log(f"  {c.name}: broker {msgs * c.readings:,.0f} readings/s (mosquitto_sub "
-                f"{cpu:.0%} of a core), InfluxDB {pts:,.0f} points/s in writes of {batch:,.0f}")
+                f"{cpu:.0%} of a core), bare paho subscriber {pmsgs * c.readings:,.0f} "
+                f"({pcpu:.0%} of a core), InfluxDB {pts:,.0f} points/s in writes of {batch:,.0f}")
     return res
 
 
@@ -261,6 +273,38 @@ def broker_ceiling(b: Bench, case: IngestCase, per_ship: int, base: int) -> tupl
     return total / elapsed, cpu / elapsed
 
 
+def paho_ceiling(b: Bench, case: IngestCase, per_ship: int, base: int) -> tuple[float, float]:
+    """Messages/s a bare stock-paho subscriber (``bench.pahosub``: the bridge's session settings,
+    acknowledging each message and nothing else) takes from the same publishers, until it has
+    seen every message; and its CPU share (a core = 1.0) meanwhile."""
+    total = per_ship * SHIPS
+    cid = f"bench-paho-{time.time_ns()}"
+    spec = {"host": "127.0.0.1", "port": b.cfg.mqtt.port, "username": b.cfg.mqtt.username,
+            "password": b.cfg.mqtt.password, "client_id": cid, "topic": topics.READINGS_FILTER,
+            "session_expiry": b.cfg.bridge.session_expiry,
+            "receive_maximum": b.cfg.bridge.max_inflight, "total": total, "timeout": 240}
+    proc = subprocess.Popen([sys.executable, "-m", "bench.pahosub", json.dumps(spec)],
+                            env=b.env, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        if proc.stdout.readline().strip() != "ready":
+            raise ShortfallError("the bare paho subscriber did not subscribe")
+        pubs = b.publish(per_ship=per_ship, readings=case.readings, base=base)
+        start = float(min(p["start"] for p in pubs))
+        out, _ = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(10)
+        b.forget_session(cid)  # nothing queues for it afterwards
+    res = json.loads(out.strip().splitlines()[-1])
+    if not res.get("ok"):
+        raise ShortfallError(f"bare paho subscriber, {case.name}: saw {res.get('seen', 0):,} of "
+                             f"{total:,} messages")
+    elapsed = float(res["last"]) - start
+    return total / elapsed, float(res["cpu"]) / elapsed
+
+
 def influx_ceiling(b: Bench, case: IngestCase, per_ship: int, base: int,
                    batch: int) -> tuple[float, float]:
     """(points/s, readings/s) of the bridge's line protocol for these messages written straight
@@ -290,3 +334,36 @@ def summary(res: IngestResult) -> dict[str, Any]:
     """Medians per case and row (for the JSON results)."""
     return {c: {r: f.median for r, f in rows.items() if f.values}
             for c, rows in res.readings.items()}
+
+
+def main() -> int:
+    """``python -m bench.ingest [--case NAME ...] [--runs N] [--quick]``: only the ingest rows
+    named (all of bench.ingest and bench.scale by default) on a private stack, the ingest table
+    on stdout: a short before/after measurement, not a results file."""
+    import tempfile  # noqa: PLC0415 - only for running alone
+    from pathlib import Path  # noqa: PLC0415
+
+    from bench.report import ingest_table, targets_table  # noqa: PLC0415 - report imports this
+    from bench.scale import WORKER_CASES  # noqa: PLC0415 - scale imports this
+    from bench.stack import start  # noqa: PLC0415
+
+    every = [*INGEST_CASES, *WORKER_CASES]
+    parser = argparse.ArgumentParser(prog="python -m bench.ingest")
+    parser.add_argument("--case", action="append", choices=[c.name for c in every],
+                        help="an ingest row to run (repeatable; default: all)")
+    parser.add_argument("--runs", type=int, default=1)
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    cases = [c for c in every if args.case is None or c.name in args.case]
+    with tempfile.TemporaryDirectory(prefix="fleet-bench-ingest-") as tmp:
+        b = start(Path(tmp))
+        try:
+            res = run_ingest(b, args.runs, args.quick, cases=cases)
+        finally:
+            b.stop()
+    print("\n".join([*ingest_table(res), "", *targets_table({"ingest": res})]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -66,3 +66,28 @@ def test_a_missed_target_says_by_how_much() -> None:
     lat = LatencyResult(1000.0, Figure([0.2]), Figure([1.5]), 0, Figure([0.0]), Figure([1000.0]))
     rows = report.targets_table({"latency": lat})
     assert rows[-1] == "| latency p99 (PUBACK to queryable), ms | 1,500.00 | <= 1,000.00 | missed by 50% |"
+
+
+def test_ingest_table_and_targets_name_both_references() -> None:
+    from bench.ingest import INGEST_CASES, ROWS, IngestResult
+    from bench.stats import Figure
+
+    cases = [c for c in INGEST_CASES if c.name in ("1 reading/msg", "12 readings/msg")]
+    rates = {"pipeline": 50.0, "broker": 200.0, "paho": 100.0, "null": 80.0, "raw": 90.0,
+             "influx": 300.0}
+    res = IngestResult({c.name: {r: Figure([rates[r]]) for r in ROWS} for c in cases},
+                       {c.name: {r: Figure([rates[r]]) for r in ROWS} for c in cases},
+                       {c.name: Figure([900.0]) for c in cases},
+                       {c.name: Figure([0.3]) for c in cases}, cases,
+                       {c.name: Figure([0.5]) for c in cases})
+    res.points["12 readings/msg"]["influx"] = Figure([350.0])
+    rows = report.ingest_table(res)
+    assert "bare paho subscriber" in rows[0]
+    one = next(r for r in rows if r.startswith("| 1 reading/msg |"))
+    twelve = next(r for r in rows if r.startswith("| 12 readings/msg |"))
+    assert one.count("300") == 1  # points/s equal to readings/s: printed once
+    assert "300 (350 points/s)" in twelve
+    got = {name: value for name, value, _, _ in report.targets({"ingest": res})}
+    assert got["ingest, 12 reading(s)/msg, one bridge: pipeline / bare paho subscriber"] == 0.5
+    assert got["ingest, 1 reading(s)/msg, one bridge: pipeline / native subscriber "
+               "(broker ceiling)"] == 0.25
