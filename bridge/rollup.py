@@ -361,7 +361,9 @@ class Rollup:
                     self._checkpoint()
                     continue
             try:
-                unfinished = self.update(taken, paced=not self._stop.is_set())
+                # Paced only under sustained load: after a quiet spell a loop runs to its end at
+                # once, so a batch stored then is in the coarse series a moment after its PUBACK.
+                unfinished = self.update(taken, paced=self._busy and not self._stop.is_set())
             except Exception as exc:  # a bug must not end the updates silently either
                 self.failures += 1
                 if isinstance(exc, StoreError | _NotCleanError):
