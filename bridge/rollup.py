@@ -339,6 +339,9 @@ class Rollup:
         when stopping) at once; empty after a second with nothing queued."""
         with self._cond:
             if not self._q.entries and not self._stop.is_set():
+                # Waiting for work: whatever load there was has passed, so what comes next is
+                # taken at once.
+                self._busy, self._window = False, COALESCE
                 self._cond.wait(1.0)
             while self._busy and self._q.entries and not self._stop.is_set():
                 left = self._q.first_at + self._window - time.monotonic()
@@ -388,8 +391,11 @@ class Rollup:
                 # round are read again: every other value was read equal to its parts after the
                 # parts writes of these entries, which is all the argument asks of this loop.
                 # Their journal entries stay outstanding.
-                self._stop.wait(self._window)
-                self._window = gathering(self._window, busy=True)
+                with self._cond:
+                    queued = bool(self._q.entries)
+                if queued:  # only while parts keep arriving; else the read-back follows at once
+                    self._stop.wait(self._window)
+                    self._window = gathering(self._window, busy=True)
                 with self._cond:
                     taken = [Entry(unfinished), *_merge(taken)[1:], *self._q.entries]
                     self._q.entries = []
