@@ -19,13 +19,14 @@ Per batch, in the writer thread (:class:`bridge.batcher.Batcher` calls :meth:`Ro
 3. **Reconcile.** The worker takes released entries (merging what is queued; under sustained load
    it first lets them gather, :data:`COALESCE` seconds after a loop that found entries queued
    behind it, doubling per such loop up to :data:`MAX_COALESCE`, back to :data:`COALESCE` once a
-   loop finds nothing queued; a worker that had to wait for work takes the next entry at once; so an hour touched by many batches is reconciled once, and coarse
-   values lag the parts by at most about :data:`MAX_COALESCE` plus one loop; waiting only delays
+   loop finds nothing queued; a worker that had to wait for work takes the next entry at once;
+   so an hour touched by many batches is reconciled once, and coarse values lag the parts by at
+   most about :data:`MAX_COALESCE` plus one loop; waiting only delays
    the loop, and each loop still reads after every parts write it covers), and for every coarse
    value touching their hours runs :func:`fleet.coarse.reconcile`: read the parts, write each
    value that differs from its parts' sum, and read the parts again, until a read made after its
-   last write agrees with what is stored. While parts keep arriving (entries queued), a loop pauses after
-   :data:`PACED_ROUNDS` round(s) and goes on one gathering time later (its next round starts with
+   last write agrees with what is stored. While parts keep arriving (entries queued), a loop
+   pauses after :data:`PACED_ROUNDS` round(s) and goes on one gathering time later (its next round starts with
    a read, its journal entries stay outstanding), merged with the entries queued meanwhile: the
    same loop, spread out, so the argument below is unchanged. It goes on only with the days
    holding a value it wrote in its last round: every other value was read equal to its parts
