@@ -299,17 +299,7 @@ def _fast_parts(ship: str, data: list[Any], power: bool, mul: float, div: float,
         return None
 
     n = len(starts)
-    if interval_s is not None:
-        interval_us = _to_us(interval_s)
-    elif n > 1:
-        gaps = list(map(sub, starts[1:], starts[:-1]))
-        if gaps.count(gaps[0]) == len(gaps):
-            interval_us = gaps[0]
-        else:
-            spacings = Counter(gaps)
-            interval_us = min(spacings.items(), key=lambda kv: (-kv[1], kv[0]))[0]
-    else:
-        interval_us = _to_us(default_interval_s)
+    interval_us = _interval_us(starts, interval_s, default_interval_s)
 
     parts: list[Part] = []
     append = parts.append
@@ -365,17 +355,7 @@ def normalize(ship: str, readings: Sequence[tuple[int, float]], *, power: bool,
         stamps = sorted(unique | other_set)
     else:
         stamps = starts
-    if interval_s is not None:
-        interval_us = _to_us(interval_s)
-    elif len(stamps) > 1:
-        gaps = list(map(sub, stamps[1:], stamps[:-1]))
-        if gaps.count(gaps[0]) == len(gaps):  # the common case: evenly spaced readings
-            interval_us = gaps[0]
-        else:
-            spacings = Counter(gaps)
-            interval_us = min(spacings.items(), key=lambda kv: (-kv[1], kv[0]))[0]
-    else:
-        interval_us = _to_us(default_interval_s)
+    interval_us = _interval_us(stamps, interval_s, default_interval_s)
 
     parts: list[Part] = []
     append = parts.append
@@ -448,6 +428,22 @@ def window_sums(parts: Iterable[Part], every_s: int = 900) -> list[tuple[int, fl
     if window is not None:
         append((window, fsum(energies), covered / every_us))
     return sums
+
+
+def _interval_us(stamps: Sequence[int], interval_s: float | None,
+                 default_interval_s: float) -> int:
+    """The readings' interval: declared, else the most common spacing of the sorted distinct
+    ``stamps`` (the shortest among equally common ones), else the default for one reading."""
+    if interval_s is not None:
+        return _to_us(interval_s)
+    if len(stamps) > 1:
+        gaps: list[int] = list(map(sub, stamps[1:], stamps[:-1]))
+        if gaps.count(gaps[0]) == len(gaps):  # the common case: evenly spaced readings
+            return gaps[0]
+        spacings = Counter(gaps)
+        gap: int = min(spacings.items(), key=lambda kv: (-kv[1], kv[0]))[0]
+        return gap
+    return _to_us(default_interval_s)
 
 
 def _interval(value: object, batch_id: str | None) -> float:
