@@ -10,7 +10,7 @@ import math
 import re
 from bisect import bisect_right
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from operator import attrgetter, sub
 from typing import Any
@@ -318,14 +318,7 @@ def _fast_parts(ship: str, data: list[Any], power: bool, mul: float, div: float,
             continue
         if len(parts) + (end - boundary) // WINDOW_US >= MAX_PARTS:
             return None  # the general path refuses the payload, with its message
-        start = t
-        while start < end:
-            stop = min(boundary, end)
-            share = stop - start
-            kwh = v * share / _US_PER_HOUR if power else v * share / span
-            append(make((ship, start, kwh, share / US, meter)))
-            start = stop
-            boundary += WINDOW_US
+        _split(append, ship, t, end, boundary, v, power, meter)
     return parts
 
 
@@ -377,14 +370,7 @@ def normalize(ship: str, readings: Sequence[tuple[int, float]], *, power: bool,
             # would otherwise expand into millions of parts held in the bridge's memory.
             raise PayloadError("too_many_windows", f"the readings cover more than {MAX_PARTS} "
                                "15-minute windows; send them in smaller payloads")
-        start = t
-        while start < end:
-            stop = min(boundary, end)
-            share = stop - start
-            kwh = v * share / _US_PER_HOUR if power else v * share / span
-            append(new_part((ship, start, kwh, share / US, meter)))
-            start = stop
-            boundary += WINDOW_US
+        _split(append, ship, t, end, boundary, v, power, meter)
     return parts
 
 
@@ -428,6 +414,21 @@ def window_sums(parts: Iterable[Part], every_s: int = 900) -> list[tuple[int, fl
     if window is not None:
         append((window, fsum(energies), covered / every_us))
     return sums
+
+
+def _split(append: Callable[[Part], None], ship: str, t: int, end: int, boundary: int, v: float, power: bool,
+           meter: str) -> None:
+    """Append the parts of a reading [t, end) that crosses ``boundary``, its first window end:
+    power at its rate, energy spread evenly over the reading's span."""
+    span = end - t
+    start = t
+    while start < end:
+        stop = min(boundary, end)
+        share = stop - start
+        kwh = v * share / _US_PER_HOUR if power else v * share / span
+        append(new_part((ship, start, kwh, share / US, meter)))
+        start = stop
+        boundary += WINDOW_US
 
 
 def _interval_us(stamps: Sequence[int], interval_s: float | None,
