@@ -297,9 +297,7 @@ async def period_totals(influx: InfluxClient, config: Config, start_us: int, end
     for (piece, _first, _statement), result in zip(statements, results, strict=True):
         for series in result:
             _add(answer, starts, piece, series)
-    if (zone is not None and generation is not None and answer.truncated_before is None
-            and all(p.source != "parts" for p in pieces)
-            and sum(len(per) for per in answer.totals.values()) <= _CACHE_ROWS):
+    if zone is not None and generation is not None and _keepable(answer, pieces):
         # Only coarse reads, all of one generation: the plan is a pure function of the key (no
         # parts, so no retention cut), and the answer is what those reads sum to.
         if keep is not None and watch is not None:
@@ -341,11 +339,16 @@ async def range_totals(influx: InfluxClient, config: Config, start_us: int, end_
     for (piece, _first, _statement), result in zip(statements, results, strict=True):
         for series in result:
             _add(answer, [start_us], piece, series)
-    if (keep is not None and watch is not None and answer.truncated_before is None
-            and all(p.source != "parts" for p in pieces)
-            and sum(len(per) for per in answer.totals.values()) <= _CACHE_ROWS):
+    if keep is not None and watch is not None and _keepable(answer, pieces):
         keep.put(akey, None if ships is None else tuple(ships), answer, watch)
     return answer
+
+
+def _keepable(answer: CalendarAnswer, pieces: list[Piece]) -> bool:
+    """Whether a finished answer may be kept: read only from the coarse series (no parts, so no
+    retention cut) and small enough."""
+    return (answer.truncated_before is None and all(p.source != "parts" for p in pieces)
+            and sum(len(per) for per in answer.totals.values()) <= _CACHE_ROWS)
 
 
 async def watch_generation(influx: InfluxClient, config: Config, keep: AnswerKeep,
