@@ -49,6 +49,7 @@ def bridge_client(cfg: Config) -> mqtt.Client:
     # paho's own queue of outgoing messages must not drop acks while reconnecting.
     client.max_queued_messages_set(0)
     client.max_inflight_messages_set(1000)
+    pahofast.lean_inflight(client)
     return client
 
 

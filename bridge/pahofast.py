@@ -9,6 +9,12 @@ path"). :class:`LeanProperties` is the same class with the tables shared (paho o
 and nothing to clear on a new object; :func:`install` makes paho's packet decoder use it. Any
 other paho (one without ``paho.mqtt._packet.Properties``) is left as it is.
 
+After every PUBACK the broker sends for one of the bridge's own QoS 1 publishes (the energy
+topic: one per ship and batch), paho's ``_update_inflight`` walks every message still waiting for
+its PUBACK, looking for one queued behind the in-flight limit; with a hundred ships a batch that is
+quadratic, and py-spy put it at 9% of the bridge's own time (bench/results.md).
+:func:`lean_inflight` sends the queued ones from a note of them instead.
+
 And ``Client.ack`` queues each PUBACK as its own packet: a byte written to wake paho's network
 thread, then one ``send`` for the 4 bytes, per message. :func:`ack_all` queues a batch's PUBACKs
 as one packet (the same bytes, back to back: MQTT is a byte stream), falling back to ``ack``.
@@ -18,10 +24,12 @@ from __future__ import annotations
 
 import importlib
 import struct
+from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
@@ -77,3 +85,52 @@ def ack_all(client: mqtt.Client, messages: Sequence[tuple[int, int]]) -> None:
     for mid, qos in messages:
         if qos != 1:
             client.ack(mid, qos)  # QoS 2 (PUBCOMP): the bridge subscribes at QoS 1, never here
+
+
+def lean_inflight(client: mqtt.Client) -> bool:
+    """Make ``client``'s ``_update_inflight`` send what waits behind the in-flight limit without
+    walking every message in flight; True if it could (another paho, without these attributes,
+    is left as it is).
+
+    ``publish`` is wrapped to note the id of each message paho queued behind the limit, oldest
+    first; ``_update_inflight`` then sends from that note, in the order paho would, skipping ids
+    no longer queued. Whatever the note does not know (messages paho queued again itself when a
+    connection was reset) is still sent by paho's own walk, which runs whenever the note is empty
+    and a message may be queued (paho holds more messages than it counts in flight).
+    """
+    original = getattr(type(client), "_update_inflight", None)
+    send = getattr(client, "_send_publish", None)
+    if original is None or send is None or not all(
+            hasattr(client, a) for a in ("_out_messages", "_inflight_messages",
+                                         "_max_inflight_messages")):
+        return False
+    queued: deque[int] = deque()
+    publish = client.publish
+
+    def noting_publish(*args: Any, **kwargs: Any) -> mqtt.MQTTMessageInfo:
+        info = publish(*args, **kwargs)
+        m = client._out_messages.get(info.mid)
+        if m is not None and m.state == mqtt.mqtt_ms_queued:
+            queued.append(info.mid)  # deque appends and pops are thread-safe
+        return info
+
+    def update_inflight() -> Any:
+        # Called by paho with its outgoing-message lock held, as its own walk is.
+        out = client._out_messages
+        while queued and client._inflight_messages < client._max_inflight_messages:
+            m = out.get(queued.popleft())
+            if m is None or m.qos != 1 or m.state != mqtt.mqtt_ms_queued:
+                continue  # acknowledged, sent by the walk, or reset by a reconnect
+            client._inflight_messages += 1
+            m.state = mqtt.mqtt_ms_wait_for_puback
+            rc = client._send_publish(m.mid, m.topic.encode("utf-8"), m.payload, m.qos, m.retain,
+                                      m.dup, properties=m.properties)
+            if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                return rc
+        if not queued and len(out) > client._inflight_messages:
+            return original(client)
+        return MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    vars(client)["publish"] = noting_publish
+    vars(client)["_update_inflight"] = update_inflight
+    return True

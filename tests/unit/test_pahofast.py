@@ -3,6 +3,7 @@ a batch of PUBACKs is the same bytes as one ack each."""
 
 from __future__ import annotations
 
+import collections
 import struct
 from collections.abc import Iterator
 
@@ -98,3 +99,61 @@ def test_ack_all_uses_ack_on_a_client_without_paho_internals() -> None:
     fake = Fake()
     pahofast.ack_all(fake, [(1, 1), (2, 1)])  # type: ignore[arg-type]
     assert fake.acks == [(1, 1), (2, 1)]
+
+
+def _sending(client: mqtt.Client) -> list[int]:
+    """Record the ids paho sends instead of sending (as if connected); returns the record."""
+    sent: list[int] = []
+
+    def record(mid: int, *_a: object, **_k: object) -> int:
+        sent.append(mid)
+        return 0
+
+    client._send_publish = record  # type: ignore[assignment]
+    return sent
+
+
+def _puback(client: mqtt.Client, mid: int) -> None:
+    """What paho does on a PUBACK for ``mid`` (``_do_on_publish``), without a socket."""
+    with client._out_message_mutex:
+        client._out_messages.pop(mid)
+        client._inflight_messages -= 1
+        client._update_inflight()
+
+
+class _Unwalkable(collections.OrderedDict):  # type: ignore[type-arg]
+    def values(self):  # type: ignore[no-untyped-def]
+        raise AssertionError("walked every outgoing message")
+
+
+def test_lean_inflight_sends_what_waited_behind_the_limit_in_order_without_a_walk() -> None:
+    client = _client()
+    client.max_inflight_messages_set(3)
+    assert pahofast.lean_inflight(client)
+    sent = _sending(client)
+    client._out_messages = _Unwalkable()
+    mids = [client.publish("fleet/ships/s-1/energy", b"{}", qos=1).mid for _ in range(6)]
+    assert sent == mids[:3]  # the limit: three in flight, three queued
+    _puback(client, mids[0])
+    _puback(client, mids[1])
+    assert sent == mids[:5]
+    assert client._inflight_messages == 3
+    states = [m.state for m in collections.OrderedDict.values(client._out_messages)]
+    assert states == [mqtt.mqtt_ms_wait_for_puback] * 3 + [mqtt.mqtt_ms_queued]
+    _puback(client, mids[2])
+    _puback(client, mids[3])
+    assert sent == mids
+
+
+def test_lean_inflight_leaves_what_it_did_not_note_to_pahos_walk() -> None:
+    client = _client()
+    client.max_inflight_messages_set(2)
+    assert pahofast.lean_inflight(client)
+    sent = _sending(client)
+    mids = [client.publish("fleet/ships/s-1/energy", b"{}", qos=1).mid for _ in range(3)]
+    # As a connection reset does: paho puts a message back in the queue by itself.
+    client._out_messages[mids[1]].state = mqtt.mqtt_ms_queued
+    client._inflight_messages -= 1
+    _puback(client, mids[0])
+    assert sent == [mids[0], mids[1], mids[2], mids[1]]
+    assert all(m.state == mqtt.mqtt_ms_wait_for_puback for m in client._out_messages.values())
