@@ -173,9 +173,11 @@ def pipeline(b: Bench, case: IngestCase, per_ship: int, base: int) -> tuple[floa
     around = case.around(b, case) if case.around else contextlib.nullcontext()
     with around, _bridges(b, case):
         s0, n0 = _batch_totals(b)
-        pubs = b.publish(per_ship=per_ship, readings=case.readings, base=base)
-        start = float(min(p["start"] for p in pubs))
-        done = b.wait_stored(f"ingest, {case.name}", lo, hi, points, timeout=300)
+        with b.stored_watch(lo, hi) as watch:
+            pubs = b.publish(per_ship=per_ship, readings=case.readings, base=base)
+            start = float(min(p["start"] for p in pubs))
+            done = b.wait_stored(f"ingest, {case.name}", lo, hi, points, timeout=300,
+                                 watch=watch)
         s1, n1 = _batch_totals(b)
     elapsed = done - start
     batch = (s1 - s0) / (n1 - n0) if n1 > n0 else float("nan")
