@@ -15,6 +15,7 @@ import re
 from typing import Any
 from urllib.parse import urlsplit
 
+import orjson
 import urllib3
 
 from fleet.config import InfluxConfig
@@ -89,7 +90,7 @@ class InfluxStore:
                                         retry_after=answer.retry_after)
         if answer.kind is not Kind.OK:
             raise StoreError(f"InfluxDB /query answered {resp.status}: {answer.error}")
-        results: list[dict[str, Any]] = json.loads(resp.data).get("results", [])
+        results: list[dict[str, Any]] = _loads(resp.data).get("results", [])
         for r in results:
             if "error" in r:
                 raise StoreError(f"InfluxQL error: {r['error']}")
@@ -133,3 +134,13 @@ class InfluxStore:
             raise StoreUnavailableError(f"InfluxDB /write answered {status}: {answer.error}",
                                         retry_after=answer.retry_after)
         raise StoreRejectedError(f"InfluxDB refused the data ({status}): {answer.error}")
+
+
+def _loads(data: bytes) -> Any:
+    """InfluxDB's JSON answer, by orjson (the bridge reads its coarse series' parts back after
+    every batch: json's decoder was 3% of its time), by json whatever orjson refuses (an integer
+    past 64 bits, which InfluxDB's int64 and timestamps never are)."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return json.loads(data)
