@@ -101,6 +101,7 @@ class Bridge:
         self.client.on_disconnect = self._on_disconnect
         self.client.on_subscribe = self._on_subscribe
         self.client.on_message = self._on_message
+        self.ownership.install(self.client)
 
     # -- connection ---------------------------------------------------------------------------
 
@@ -151,6 +152,7 @@ class Bridge:
                        reason: ReasonCode, _props: Properties | None) -> None:
         self.metrics.connected.set(0)
         self.subscribed.clear()
+        self.ownership.drop_skipped()
         log.warning("disconnected from broker (%s); paho reconnects", reason)
 
     # -- messages -----------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import paho.mqtt.client as mqtt
 
+from bridge import pahofast
 from bridge.batcher import Pending
 from bridge.partition import Partition
 from fleet.config import Config
@@ -41,6 +42,9 @@ class Ownership:
         self._owned: dict[str, bool] = {}
         self._lock = threading.Lock()
         self._skipped: Any = None  # the metric's child for skipped messages, made once
+        # (mid, qos) of other bridges' messages not yet acknowledged; only paho's network thread
+        # touches it (on_message, on_disconnect, and after each read of the socket).
+        self._skipped_acks: list[tuple[int, int]] = []
         if self.partition.epoch:
             # A handoff this bridge already passed (it was restarted since): nothing to wait for.
             f = handoff_file(self._ready_file)
@@ -74,11 +78,38 @@ class Ownership:
                 known[ship] = owned
         if owned:
             return False
-        bridge.client.ack(msg.mid, msg.qos)
+        # Acknowledged with the others read in the same pass of paho's loop (flush_skipped):
+        # one write for them all instead of a packet, a wake-up and a send each.
+        self._skipped_acks.append((msg.mid, msg.qos))
         if self._skipped is None:
             self._skipped = bridge.metrics.messages.labels("other_bridge")
         self._skipped.inc()
         return True
+
+    def flush_skipped(self, client: mqtt.Client) -> None:
+        """Acknowledge the skipped messages read so far, in one write."""
+        if self._skipped_acks:
+            acks, self._skipped_acks = self._skipped_acks, []
+            pahofast.ack_all(client, acks)
+
+    def drop_skipped(self) -> None:
+        """The connection is gone: its packet ids mean nothing on the next one, and the broker
+        delivers those messages again (skipped again, acknowledged then)."""
+        self._skipped_acks = []
+
+    def install(self, client: mqtt.Client) -> None:
+        """Flush the skipped messages' acks after each read of the socket by paho's loop."""
+        read = getattr(client, "loop_read", None)
+        if read is None or self.shared or self.partition.everything:
+            return
+
+        def loop_read(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return read(*args, **kwargs)
+            finally:
+                self.flush_skipped(client)
+
+        vars(client)["loop_read"] = loop_read
 
     def _marker(self, bridge: Bridge, msg: mqtt.MQTTMessage) -> None:
         try:
