@@ -222,7 +222,10 @@ def results_md(r: dict[str, Any]) -> str:
            f"--runs {r['runs']}{' --quick' if r['quick'] else ''}`); this run took "
            f"{r['duration']:.0f} s on {os.cpu_count()} cores. Figures: median (min..max) over "
            f"{r['runs']} runs; the ceilings ran interleaved with the pipeline, same publishers, "
-           "same messages, same stop rule (the exact number of points the messages make).", ""]
+           "same messages, same stop rule (the exact number of points the messages make). "
+           "Unpaced runs publish through `bench/leanpub.py` (a few µs of CPU a message, so the "
+           "simulated ships take little from the measured processes); the stop rule counts in "
+           "InfluxDB once the `energy` topic has announced every point.", ""]
     if r["quick"]:
         out += ["**Quick run (small counts): these figures check the code, they measure nothing.**",
                 ""]
