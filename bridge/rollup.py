@@ -160,8 +160,14 @@ def decode(text: str) -> dict[str, set[int]]:
 
 def touched_hours(parts: Iterable[Part]) -> dict[str, set[int]]:
     out: dict[str, set[int]] = {}
-    for p in parts:
-        out.setdefault(p.ship, set()).add(p.start_us - p.start_us % HOUR_US)
+    # Fields unpacked, no set made per part: this runs for every part the bridge stores.
+    for ship, start, _kwh, _seconds, _meter in parts:
+        hour = start - start % HOUR_US
+        hours = out.get(ship)
+        if hours is None:
+            out[ship] = {hour}
+        else:
+            hours.add(hour)
     return out
 
 
