@@ -50,6 +50,7 @@ def bridge_client(cfg: Config) -> mqtt.Client:
     client.max_queued_messages_set(0)
     client.max_inflight_messages_set(1000)
     pahofast.lean_inflight(client)
+    pahofast.buffered_reads(client)
     return client
 
 

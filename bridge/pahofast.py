@@ -15,6 +15,10 @@ its PUBACK, looking for one queued behind the in-flight limit; with a hundred sh
 quadratic, and py-spy put it at 9% of the bridge's own time (bench/results.md).
 :func:`lean_inflight` sends the queued ones from a note of them instead.
 
+paho reads each packet with three or four ``recv`` calls and goes back to ``select()`` after
+each one; :func:`buffered_reads` serves those reads from one large read and handles every whole
+packet it holds before returning to ``select()``.
+
 And ``Client.ack`` queues each PUBACK as its own packet: a byte written to wake paho's network
 thread, then one ``send`` for the 4 bytes, per message. :func:`ack_all` queues a batch's PUBACKs
 as one packet (the same bytes, back to back: MQTT is a byte stream), falling back to ``ack``.
@@ -133,4 +137,74 @@ def lean_inflight(client: mqtt.Client) -> bool:
 
     vars(client)["publish"] = noting_publish
     vars(client)["_update_inflight"] = update_inflight
+    return True
+
+
+# paho reads each packet with a recv of 1 byte (the command), 1 byte per remaining-length byte,
+# then the rest: three or four system calls a message, and its loop goes back to select() after
+# every packet (loop_read reads as many packets as messages await acknowledgement, which with
+# manual acks of QoS 1 is none: one). BufferedSocket serves those reads from one large recv, and
+# tells paho's loop through pending() (paho's own check for bytes an SSL socket holds) that
+# there is more to read without waiting in select().
+READ_SIZE = 65536
+
+
+class BufferedSocket:
+    """A socket whose ``recv`` is served from the last large read; everything else is the
+    socket's own."""
+
+    def __init__(self, sock: Any) -> None:
+        self._sock = sock
+        self._data = b""
+        self._pos = 0
+
+    def recv(self, bufsize: int) -> bytes:
+        pos = self._pos
+        if pos < len(self._data):
+            out = self._data[pos:pos + bufsize]
+            self._pos = pos + len(out)
+            return out
+        chunk: bytes = self._sock.recv(max(bufsize, READ_SIZE))  # raises as the socket does
+        if len(chunk) <= bufsize:
+            self._data, self._pos = b"", 0
+            return chunk
+        self._data, self._pos = chunk, bufsize
+        return chunk[:bufsize]
+
+    def pending(self) -> int:
+        inner = getattr(self._sock, "pending", None)
+        return len(self._data) - self._pos + (inner() if inner is not None else 0)
+
+    def fileno(self) -> int:
+        return int(self._sock.fileno())
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+
+def buffered_reads(client: mqtt.Client, *, max_reads: int = 1024) -> bool:
+    """Make ``client`` read through a :class:`BufferedSocket` and handle every whole packet of a
+    read before it returns to select() (at most ``max_reads`` packets, so its writes, the
+    batch's PUBACKs among them, wait for no more than that); True if it could."""
+    create = getattr(type(client), "_create_socket", None)
+    read = getattr(client, "loop_read", None)
+    if create is None or read is None:
+        return False
+
+    def create_socket() -> Any:
+        return BufferedSocket(create(client))
+
+    def loop_read(max_packets: int = 1) -> Any:
+        rc = read(max_packets)
+        sock = client._sock
+        n = 1
+        while (rc == MQTTErrorCode.MQTT_ERR_SUCCESS and n < max_reads
+               and sock is client._sock and isinstance(sock, BufferedSocket)
+               and sock.pending() > 0):
+            rc = read(max_packets)
+            n += 1
+        return rc
+
+    vars(client)["_create_socket"] = create_socket
+    vars(client)["loop_read"] = loop_read
     return True

@@ -4,6 +4,7 @@ a batch of PUBACKs is the same bytes as one ack each."""
 from __future__ import annotations
 
 import collections
+import socket
 import struct
 from collections.abc import Iterator
 
@@ -157,3 +158,50 @@ def test_lean_inflight_leaves_what_it_did_not_note_to_pahos_walk() -> None:
     _puback(client, mids[0])
     assert sent == [mids[0], mids[1], mids[2], mids[1]]
     assert all(m.state == mqtt.mqtt_ms_wait_for_puback for m in client._out_messages.values())
+
+
+def test_buffered_socket_serves_small_reads_from_one_large_one() -> None:
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        sock = pahofast.BufferedSocket(ours)
+        theirs.sendall(b"\x30\x05hello\x40\x02\x00\x01")
+        assert sock.recv(1) == b"\x30"
+        assert sock.pending() == 10  # the rest of that read, held for paho
+        assert sock.recv(1) == b"\x05"
+        assert sock.recv(5) == b"hello"
+        assert sock.recv(100) == b"\x40\x02\x00\x01"  # no more than it holds
+        assert sock.pending() == 0
+        ours.setblocking(False)
+        with pytest.raises(BlockingIOError):  # empty: the socket's own answer, as paho expects
+            sock.recv(1)
+        theirs.shutdown(socket.SHUT_WR)
+        ours.setblocking(True)
+        assert sock.recv(1) == b""  # the peer closed
+        assert sock.fileno() == ours.fileno()
+
+
+def test_buffered_reads_handle_every_packet_of_a_read_before_select() -> None:
+    """Three PUBLISHes arrive in one read: paho alone handles one per loop_read."""
+    got: dict[str, list[bytes]] = {"stock": [], "buffered": []}
+    for kind, messages in got.items():
+        client = _client()
+        client.on_message = lambda _c, _u, m, out=messages: out.append(m.payload)
+        if kind == "buffered":
+            assert pahofast.buffered_reads(client)
+            client._create_socket = lambda: None  # type: ignore[method-assign]
+        ours, theirs = socket.socketpair()
+        with ours, theirs:
+            client._sock = pahofast.BufferedSocket(ours) if kind == "buffered" else ours
+            client._state = mqtt._ConnectionState.MQTT_CS_CONNECTED
+            ours.setblocking(False)
+            theirs.sendall(b"".join(_publish_packet(f"m{k}".encode()) for k in range(3)))
+            client.loop_read()
+            client._sock = None
+    assert got["stock"] == [b"m0"]
+    assert got["buffered"] == [b"m0", b"m1", b"m2"]
+
+
+def _publish_packet(payload: bytes) -> bytes:
+    """A QoS 0 PUBLISH (MQTT 5, no properties) on TOPIC."""
+    body = struct.pack("!H", len(TOPIC)) + TOPIC + b"\x00" + payload
+    return bytes([0x30, len(body)]) + body
