@@ -4,6 +4,13 @@ The MQTT thread calls :meth:`Batcher.add`; one writer thread runs :meth:`Batcher
 bounded by the broker, not here: the bridge announces a Receive Maximum of ``max_inflight``, so
 while a write is failing (messages stay unacknowledged) the broker stops delivering once that many
 are outstanding.
+
+What follows a write (the sink's acknowledgements and energy notices, the coarse series' update)
+runs on a finisher thread of its own, in the order of the writes, while the writer already sends
+the next batch: one write is in flight at a time, as before, but the database is no longer idle
+while the bridge acknowledges. The writer runs at most ``FINISH_DEPTH`` batches ahead; a batch
+holding running totals is finished before the next write (its registers are read back and
+recomputed, which a write of the same meter's next readings must not overtake).
 """
 
 from __future__ import annotations
@@ -12,7 +19,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -21,6 +28,10 @@ from fleet.errors import StoreRejectedError, StoreTooLargeError, StoreUnavailabl
 from fleet.schema import DEFAULT_METER, Part
 
 log = logging.getLogger(__name__)
+
+# Written batches whose finishing (acks, notices, coarse update) may still be waiting: enough to
+# keep the database busy while one is finished, few enough to keep their memory small.
+FINISH_DEPTH = 2
 
 
 @dataclass(slots=True)
@@ -82,6 +93,7 @@ class Batcher:
         self._stopping = threading.Event()
         self._abandon = threading.Event()
         self.healthy = True  # False while InfluxDB is failing
+        self._finisher = _Finisher(FINISH_DEPTH, on_error=self._wake)  # replaced by each run()
 
     def add(self, item: Pending) -> None:
         with self._cond:
@@ -120,6 +132,8 @@ class Batcher:
         """Wait for a full batch or the flush deadline; None when stopping and drained."""
         with self._cond:
             while True:
+                if self._finisher.error is not None:
+                    return None  # run() ends, and the bridge with it (see _Finisher)
                 if self._queue:
                     due = self._oldest + self.flush_interval
                     if (self._queued_points >= self.batch_size or time.monotonic() >= due
@@ -141,18 +155,48 @@ class Batcher:
             return batch
 
     def run(self) -> None:
-        while not self._abandon.is_set():
-            batch = self._take()
-            if batch is None:
-                return
-            entry = (self.coarse.before(p for item in batch for p in item.parts)
-                     if self.coarse is not None else None)
+        finisher = _Finisher(FINISH_DEPTH, on_error=self._wake)
+        self._finisher = finisher
+        try:
+            while not self._abandon.is_set():
+                batch = self._take()
+                if batch is None:
+                    return
+                entry = (self.coarse.before(p for item in batch for p in item.parts)
+                         if self.coarse is not None else None)
+                written = False
+                try:
+                    written = self._write(batch)
+                finally:
+                    finisher.submit(self._finish_job(batch if written else None, entry))
+                if any(item.registers for item in batch):
+                    finisher.drain()
+        finally:
+            finisher.close()
+
+    def _wake(self) -> None:
+        """The finisher failed: wake the writer waiting for a batch, so that it ends now."""
+        with self._cond:
+            self._cond.notify_all()
+
+    def _finish_job(self, batch: list[Pending] | None, entry: object) -> Callable[[], None]:
+        def job() -> None:
             try:
-                if self._write(batch):
+                if batch is not None:
                     self.sink.stored(batch)
             finally:
                 if self.coarse is not None:
                     self.coarse.after(entry)
+        return job
+
+    def _stored(self, items: list[Pending]) -> None:
+        """The sink's ``stored``, in turn after what was written before (the finisher)."""
+        self._finisher.submit(lambda: self.sink.stored(items))
+        if any(item.registers for item in items):
+            self._finisher.drain()  # as in run(): totals are settled before the next write
+
+    def _refused(self, item: Pending, detail: str) -> None:
+        self._finisher.submit(lambda: self.sink.refused(item, detail))
 
     def _write(self, batch: list[Pending]) -> bool:
         """Write until stored (True). On the data's fault, bisect to the messages concerned and
@@ -172,13 +216,13 @@ class Batcher:
             if len(batch) == 1:
                 log.error("InfluxDB refused the data of one message from %s: %s",
                           batch[0].ship, exc)
-                self.sink.refused(batch[0], str(exc))
+                self._refused(batch[0], str(exc))
                 return False
         # Idempotent writes make rewriting the points of the good half harmless.
         half = len(batch) // 2
         for part in (batch[:half], batch[half:]):
             if self._write(part):
-                self.sink.stored(part)
+                self._stored(part)
             elif self._abandon.is_set():
                 break
         return False
@@ -201,7 +245,7 @@ class Batcher:
                     half = len(lines) // 2
                     chunks += [lines[half:], lines[:half]]
         if error:
-            self.sink.refused(item, error)
+            self._refused(item, error)
             return False
         return True
 
@@ -235,3 +279,77 @@ class Batcher:
 
 class _AbandonedError(Exception):
     """The batcher is stopping while InfluxDB is unavailable: leave the messages unacknowledged."""
+
+
+class _Finisher:
+    """Runs jobs in order on a thread of its own; :meth:`submit` waits while ``depth`` are queued.
+
+    A job that raises stops the finisher: the error is logged and raised again in the writer at
+    its next :meth:`submit` or :meth:`drain`, so the writer thread dies as it did when it ran the
+    job itself (the bridge's supervisor loop exits on that).
+    """
+
+    def __init__(self, depth: int, on_error: Callable[[], None] = lambda: None) -> None:
+        self._depth = depth
+        self._on_error = on_error
+        self._jobs: deque[Callable[[], None]] = deque()
+        self._cond = threading.Condition()
+        self._busy = False
+        self._closed = False
+        self._started = False
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._loop, name="influx-finisher", daemon=True)
+
+    def submit(self, job: Callable[[], None]) -> None:
+        with self._cond:
+            if not self._started:
+                self._started = True
+                self._thread.start()
+            while len(self._jobs) >= self._depth and self.error is None:
+                self._cond.wait()
+            self._raise()
+            self._jobs.append(job)
+            self._cond.notify_all()
+
+    def drain(self) -> None:
+        """Wait until every submitted job has run."""
+        with self._cond:
+            while (self._jobs or self._busy) and self.error is None:
+                self._cond.wait()
+            self._raise()
+
+    def close(self) -> None:
+        """Run what is queued, then end the thread (what failed is not raised here)."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        if self._started:
+            self._thread.join()
+
+    def _raise(self) -> None:
+        if self.error is not None:
+            raise RuntimeError("finishing a written batch failed") from self.error
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._jobs and not self._closed:
+                    self._cond.wait()
+                if not self._jobs:
+                    return
+                job = self._jobs.popleft()
+                self._busy = True
+                self._cond.notify_all()
+            try:
+                job()
+            except BaseException as exc:
+                log.exception("finishing a written batch failed")
+                with self._cond:
+                    self.error = exc
+                    self._busy = False
+                    self._cond.notify_all()
+                self._on_error()
+                return
+            with self._cond:
+                self._busy = False
+                self._cond.notify_all()

@@ -5,7 +5,8 @@ tests/faults/test_data_faults.py."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 
 import pytest
 
@@ -136,3 +137,92 @@ def test_batches_respect_batch_size(batch_size: int) -> None:
     full, rest = divmod(7, batch_size)
     assert store.sizes == [batch_size] * full + ([rest] if rest else [])
     assert store.calls == len(store.sizes)
+
+
+class _Recorder:
+    """A store and a sink recording, in one list, the order of writes and acknowledgements;
+    ``stored`` of the message ``hold`` waits for ``release``, and of ``fail`` raises."""
+
+    def __init__(self, hold: int | None = None, fail: int | None = None) -> None:
+        self.events: list[str] = []
+        self.hold, self.fail = hold, fail
+        self.release = threading.Event()
+        self.held = threading.Event()
+        self.lock = threading.Lock()
+
+    def write(self, body: bytes) -> None:
+        with self.lock:
+            self.events.append("write " + body.decode())
+
+    def stored(self, items: Sequence[Pending]) -> None:
+        for it in items:
+            if it.mid == self.fail:
+                raise ValueError("the sink broke")
+            if it.mid == self.hold:
+                self.held.set()
+                assert self.release.wait(10)
+            with self.lock:
+                self.events.append(f"stored {it.mid}")
+
+    def refused(self, item: Pending, detail: str) -> None:
+        raise AssertionError(detail)
+
+
+def _start(rec: _Recorder, items: list[Pending]) -> tuple[Batcher, threading.Thread]:
+    batcher = Batcher(rec, rec, BridgeMetrics(), batch_size=1, flush_interval=0.01,
+                      retry_max_delay=0.05)
+    for it in items:
+        batcher.add(it)
+    runner = threading.Thread(target=batcher.run)
+    runner.start()
+    return batcher, runner
+
+
+def _wait_for(pred: Callable[[], bool], timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def test_the_next_batch_is_written_while_the_last_one_is_acknowledged() -> None:
+    rec = _Recorder(hold=0)
+    batcher, runner = _start(rec, [item(0, ["p0"]), item(1, ["p1"]), item(2, ["p2"])])
+    assert rec.held.wait(5)
+    # Message 0's acknowledgement is blocked, and the writer has gone on to write message 1.
+    assert _wait_for(lambda: "write p1" in rec.events)
+    assert "stored 0" not in rec.events
+    rec.release.set()
+    batcher.stop(abandon_after=5)
+    runner.join(10)
+    assert not runner.is_alive()
+    # Acknowledgements in the order of the writes, each after its own write.
+    acks = [e for e in rec.events if e.startswith("stored")]
+    assert acks == ["stored 0", "stored 1", "stored 2"]
+    for n in range(3):
+        assert rec.events.index(f"write p{n}") < rec.events.index(f"stored {n}")
+
+
+def test_a_batch_with_running_totals_is_finished_before_the_next_write() -> None:
+    rec = _Recorder(hold=0)
+    first = item(0, ["p0"])
+    first.registers = [(0, 1.0)]
+    batcher, runner = _start(rec, [first, item(1, ["p1"])])
+    assert rec.held.wait(5)
+    time.sleep(0.3)  # time enough for the writer to go on, were it allowed to
+    assert rec.events == ["write p0"]
+    rec.release.set()
+    batcher.stop(abandon_after=5)
+    runner.join(10)
+    assert rec.events == ["write p0", "stored 0", "write p1", "stored 1"]
+
+
+def test_a_failure_after_the_write_ends_the_writer() -> None:
+    rec = _Recorder(fail=0)
+    batcher, runner = _start(rec, [item(0, ["p0"])])
+    runner.join(5)
+    assert not runner.is_alive()  # the bridge's supervisor sees its writer dead and exits
+    batcher.add(item(1, ["p1"]))
+    assert "write p1" not in rec.events and "stored 0" not in rec.events
