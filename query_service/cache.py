@@ -40,6 +40,7 @@ from fleet.mqttclient import connect_async, new_client
 from fleet.timeutil import WINDOW_US, parse_datetime
 from query_service.db import InfluxClient, WindowRow
 from query_service.presence import service_password
+from query_service.render import RenderedKeep
 
 log = logging.getLogger(__name__)
 
@@ -161,6 +162,8 @@ class WindowCache:
         self.misses = 0
         # Calendar answers, dropped by the rollup topic on the same link (same rules).
         self.calendar = AnswerKeep()
+        # The rendered bodies of this cache's rows (tied to the very row lists handed out).
+        self.rendered = RenderedKeep()
 
     # -- entries ----------------------------------------------------------------------------
 
@@ -356,6 +359,12 @@ def calendar_keep(influx: InfluxClient) -> AnswerKeep | None:
     """The kept calendar answers of this client's link (None: no link, nothing is kept)."""
     cache = _caches.get(influx)
     return cache.calendar if cache is not None else None
+
+
+def rendered_keep(influx: InfluxClient) -> RenderedKeep | None:
+    """The rendered answers kept beside this client's window cache (None: no cache)."""
+    cache = _caches.get(influx)
+    return cache.rendered if cache is not None else None
 
 
 async def ship_windows(influx: InfluxClient, ship: str, start_us: int, end_us: int,

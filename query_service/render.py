@@ -5,7 +5,8 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections import OrderedDict
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from typing import Any
 
 from aiohttp import web
@@ -15,8 +16,15 @@ from query_service.energy import choice
 FORMATS = ("json", "csv")
 
 
+def dumps(body: Any) -> bytes:
+    """JSON as bytes, as json.dumps writes it (``"value": 3.0``: the original API's bytes, which
+    clients may match as text); a repeated answer is not rendered again (:class:`RenderedKeep`)."""
+    return json.dumps(body).encode()
+
+
 def json_response(body: Any, status: int = 200) -> web.Response:
-    return web.Response(text=json.dumps(body), status=status, content_type="application/json")
+    return web.Response(body=dumps(body), status=status, content_type="application/json",
+                        charset="utf-8")
 
 
 def wants_csv(request: web.Request) -> bool:
@@ -54,20 +62,58 @@ def respond(request: web.Request, body: Mapping[str, Any], columns: Sequence[str
     return response(rendered(wants_csv(request), body, columns, rows, name))
 
 
-Rendered = tuple[str, str, str]  # text, content type, CSV file name ("" for JSON)
+Rendered = tuple[bytes, str, str]  # body, content type, CSV file name ("" for JSON)
 
 
 def rendered(as_csv: bool, body: Mapping[str, Any], columns: Sequence[str],
              rows: Iterable[Mapping[str, Any]], name: str) -> Rendered:
     """What :func:`respond` sends, as plain values (to keep for a repeated request)."""
     if as_csv:
-        return csv_text(columns, rows), "text/csv", name
-    return json.dumps(body), "application/json", ""
+        return csv_text(columns, rows).encode(), "text/csv", name
+    return dumps(body), "application/json", ""
 
 
 def response(parts: Rendered) -> web.Response:
-    text, content_type, name = parts
+    body, content_type, name = parts
     if content_type == "text/csv":
-        return web.Response(text=text, content_type="text/csv", charset="utf-8",
+        return web.Response(body=body, content_type="text/csv", charset="utf-8",
                             headers={"Content-Disposition": f'inline; filename="{name}.csv"'})
-    return web.Response(text=text, content_type="application/json")
+    return web.Response(body=body, content_type="application/json", charset="utf-8")
+
+
+class RenderedKeep:
+    """Rendered answers of the window cache's rows, so that a repeated request is not rendered
+    again: an entry is served only for the very list of rows it was rendered from (the window
+    cache hands out the same list until the bridge's energy notice drops it, and a new read makes
+    a new list), so it can never be staler than the rows themselves. Least recently used first
+    beyond ``max_bytes``; answers over ``max_entry_bytes`` are not kept. One event loop uses it:
+    no lock."""
+
+    def __init__(self, max_bytes: int = 32 << 20, max_entry_bytes: int = 1 << 20) -> None:
+        self.max_bytes = max_bytes
+        self.max_entry_bytes = max_entry_bytes
+        self._entries: OrderedDict[Hashable, tuple[object, Rendered]] = OrderedDict()
+        self._bytes = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, key: Hashable, rows: object) -> Rendered | None:
+        found = self._entries.get(key)
+        if found is None or found[0] is not rows:
+            return None
+        self._entries.move_to_end(key)
+        return found[1]
+
+    def put(self, key: Hashable, rows: object, done: Rendered) -> None:
+        size = len(done[0])
+        if size > self.max_entry_bytes:
+            return
+        old = self._entries.pop(key, None)
+        if old is not None:
+            self._bytes -= len(old[1][0])
+        self._entries[key] = (rows, done)
+        self._bytes += size
+        while self._bytes > self.max_bytes:
+            _, (_, gone) = self._entries.popitem(last=False)
+            self._bytes -= len(gone[0])

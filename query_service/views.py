@@ -15,7 +15,7 @@ from fleet.errors import StoreError
 from fleet.schema import EVERY_SECONDS
 from fleet.timeutil import US, WINDOW_US, floor_to
 from query_service import analysis, calendar_views
-from query_service.cache import ship_windows
+from query_service.cache import rendered_keep, ship_windows
 from query_service.calendar_views import calendar_request
 from query_service.db import InfluxClient, WindowRow
 from query_service.energy import (
@@ -38,7 +38,7 @@ from query_service.energy import (
 from query_service.health import BrokerUnavailableError, probe_broker
 from query_service.metrics import CONTENT_TYPE
 from query_service.openapi import spec
-from query_service.render import json_response, respond
+from query_service.render import json_response, rendered, respond, response, wants_csv
 from query_service.timefmt import iso
 from query_service.typedefs import CONFIG, INFLUX, METRICS, PRESENCE
 
@@ -61,10 +61,18 @@ async def data(request: web.Request) -> web.Response:
     query = parse_query(ship, "spaceship_id", request.query, max_windows, options=False)
     rows = await _ship_rows(request.app[INFLUX], query.ship, query.start_us, query.end_us,
                             query.every)
-    # /data is always fill=none: the stored windows as they are, no assemble() needed.
-    data = [{"datetime": iso(r.start_us), "value": r.kwh} for r in rows]
-    body = {"spaceship_id": public_ship_id(query.ship), "units": "kWh", "data": data}
-    return respond(request, body, ("datetime", "value"), data, f"data-{query.ship}")
+    as_csv = wants_csv(request)
+    keep = rendered_keep(request.app[INFLUX])
+    key = ("data", query, request.query_string, as_csv)
+    done = keep.get(key, rows) if keep is not None else None
+    if done is None:
+        # /data is always fill=none: the stored windows as they are, no assemble() needed.
+        data = [{"datetime": iso(r.start_us), "value": r.kwh} for r in rows]
+        body = {"spaceship_id": public_ship_id(query.ship), "units": "kWh", "data": data}
+        done = rendered(as_csv, body, ("datetime", "value"), data, f"data-{query.ship}")
+        if keep is not None and rows:
+            keep.put(key, rows, done)
+    return response(done)
 
 
 async def ship_energy(request: web.Request) -> web.Response:
@@ -75,9 +83,17 @@ async def ship_energy(request: web.Request) -> web.Response:
     query = parse_query(request.match_info["id"], "id", request.query, max_windows)
     stored = await _ship_rows(request.app[INFLUX], query.ship, query.start_us, query.end_us,
                               query.every)
-    rows = _window_dicts(query, stored)
-    body = {"ship": query.ship, "unit": "kWh", **_head(query), "windows": rows}
-    return respond(request, body, ("time", "kwh", "coverage"), rows, f"energy-{query.ship}")
+    as_csv = wants_csv(request)
+    keep = rendered_keep(request.app[INFLUX])
+    key = ("energy", query, request.query_string, as_csv)
+    done = keep.get(key, stored) if keep is not None else None
+    if done is None:
+        rows = _window_dicts(query, stored)
+        body = {"ship": query.ship, "unit": "kWh", **_head(query), "windows": rows}
+        done = rendered(as_csv, body, ("time", "kwh", "coverage"), rows, f"energy-{query.ship}")
+        if keep is not None and stored:
+            keep.put(key, stored, done)
+    return response(done)
 
 
 def _head(query: EnergyQuery) -> dict[str, Any]:

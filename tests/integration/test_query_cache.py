@@ -2,7 +2,8 @@
 bridge, broker and InfluxDB of the session's stack.
 
 - Read-your-write: a ship publishes, waits for its ``ack``, and reads at once; the answer has the
-  new value, every time, although the same range was read (and cached) just before.
+  new value, every time, although the same range was read (and cached, rendered and kept) just
+  before, through ``/v1/ships/{id}/energy`` and the original ``/data`` alike.
 - The link to the broker cut (broker frozen): data written meanwhile (straight into InfluxDB,
   so no energy message can announce it) is in the next answer: the cache was bypassed.
 """
@@ -39,6 +40,15 @@ def _kwh(stack: Stack, ship: str, hour: int = 0) -> float | None:
     return next((w["kwh"] for w in body["windows"] if w["time"] == want), None)
 
 
+def _data_kwh(stack: Stack, ship: str) -> float | None:
+    """The same window through the original API (its own rendered answers are kept too)."""
+    status, body = stack.http_get("/data", {"spaceship_id": ship, "start": RANGE["start"],
+                                            "end": RANGE["end"]})
+    assert status == 200, body
+    want = f"{DAY}T00:00:00Z"
+    return next((w["value"] for w in body["data"] if w["datetime"] == want), None)
+
+
 def test_read_your_write_right_after_the_ack(stack: Stack) -> None:
     ship, password = stack.ship()
     session = stack.client(ship, password)
@@ -52,6 +62,8 @@ def test_read_your_write_right_after_the_ack(stack: Stack) -> None:
             # served from it; both must carry the value just stored.
             assert _kwh(stack, ship) == value
             assert _kwh(stack, ship) == value
+            assert _data_kwh(stack, ship) == value
+            assert _data_kwh(stack, ship) == value
     finally:
         session.close()
 
