@@ -123,7 +123,10 @@ class Rig:
         for series in self.stack.influx_query(q)[0].get("series", []):
             ship = series["tags"]["ship"]
             for t, kwh, seconds in series["values"]:
-                out[ship, int(t)] = (kwh, seconds)
+                # A point's fields become visible one by one while its write is in flight, so a
+                # read racing a write can see a window's kwh without its seconds, or the reverse.
+                out[ship, int(t)] = (math.nan if kwh is None else kwh,
+                                     math.nan if seconds is None else seconds)
         return out
 
     def check_stored(self, ships: Sequence[str], messages: Sequence[Sequence[bytes]],
