@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bench import history
-from bench.load import expected_points, message_span_s, payload
+from bench.load import expected_points, expected_seconds, message_span_s, payload
 from bench.stack import SHIPS, Bench, cpu_seconds
 from bench.stats import Figure, ShortfallError, log
 from fleet import topics
@@ -173,7 +173,7 @@ def pipeline(b: Bench, case: IngestCase, per_ship: int, base: int) -> tuple[floa
     around = case.around(b, case) if case.around else contextlib.nullcontext()
     with around, _bridges(b, case):
         s0, n0 = _batch_totals(b)
-        with b.stored_watch(lo, hi) as watch:
+        with b.stored_watch(lo, hi, expected_seconds(SHIPS, per_ship, case.readings)) as watch:
             pubs = b.publish(per_ship=per_ship, readings=case.readings, base=base)
             start = float(min(p["start"] for p in pubs))
             done = b.wait_stored(f"ingest, {case.name}", lo, hi, points, timeout=300,

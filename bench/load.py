@@ -88,6 +88,13 @@ def expected_points(ships: int, per_ship: int, readings: int, base: int,
     return ships * sum(pieces(base + k * step, step) for k in range(n))
 
 
+def expected_seconds(ships: int, per_ship: int, readings: int, step_s: int | None = None) -> int:
+    """Seconds of measuring the messages of :func:`payload` cover in all: what the bridges'
+    energy notices add up to once every point is stored (readings follow each other without a
+    gap or an overlap)."""
+    return ships * per_ship * readings * reading_s(readings, step_s)
+
+
 @dataclass
 class LoadResult:
     """Per ship and message: when it was published and when its PUBACK came (NaN: never)."""

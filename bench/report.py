@@ -225,7 +225,8 @@ def results_md(r: dict[str, Any]) -> str:
            "same messages, same stop rule (the exact number of points the messages make). "
            "Unpaced runs publish through `bench/leanpub.py` (a few µs of CPU a message, so the "
            "simulated ships take little from the measured processes); the stop rule counts in "
-           "InfluxDB once the `energy` topic has announced every point.", ""]
+           "InfluxDB once the `energy` topic has announced every second of the run's "
+           "readings.", ""]
     if r["quick"]:
         out += ["**Quick run (small counts): these figures check the code, they measure nothing.**",
                 ""]

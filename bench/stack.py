@@ -23,16 +23,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import orjson
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from bench.load import run_base
+from bench.load import WINDOW_S, run_base
 from bench.stats import ShortfallError, log
 from fleet import topics
 from fleet.accounts import Accounts
 from fleet.config import Config, load_config
 from fleet.mqttclient import plain_client
-from fleet.timeutil import parse_datetime
+from fleet.timeutil import format_datetime
 from launcher.servers import (
     REPO_ROOT,
     Service,
@@ -184,9 +185,10 @@ class Bench:
         series = res[0].get("series")
         return int(series[0]["values"][0][1]) if series else 0
 
-    def stored_watch(self, start_s: int, end_s: int) -> StoredWatch:
-        """A :class:`StoredWatch` over [start, end), subscribed; close it after the run."""
-        return StoredWatch(self, start_s, end_s)
+    def stored_watch(self, start_s: int, end_s: int, seconds: float) -> StoredWatch:
+        """A :class:`StoredWatch` over [start, end) whose run measures ``seconds`` in all (the
+        sum of its readings' intervals), subscribed; close it after the run."""
+        return StoredWatch(self, start_s, end_s, seconds)
 
     def wait_stored(self, what: str, start_s: int, end_s: int, expected: int,
                     timeout: float, watch: StoredWatch | None = None) -> float:
@@ -197,9 +199,11 @@ class Bench:
         InfluxDB about 35 ms at 240,000 of them (measured here), so that probe kept InfluxDB
         more than half a core busy beside the pipeline it measured. With ``watch`` InfluxDB is
         asked once the bridges have announced every point on the energy topic (which they
-        publish only after the write holding them succeeded), and every 2 s before that as a
-        backstop; the time returned is still that of a count that found every point or of the
-        announcement that preceded it."""
+        publish only after the write holding them succeeded: the watch sums the seconds they
+        cover), and every 2 s before that as a backstop; the time returned is still that of a
+        count that found every point or of the announcement that preceded it. A watch that
+        never reaches its total would leave the stop rule to the backstop, which measures in
+        steps of 2 s: a run is then reported as failed rather than timed that way."""
         deadline = time.monotonic() + timeout
         got = 0
         announced: float | None = None
@@ -208,10 +212,21 @@ class Bench:
             # point; a count that must be repeated gives its own time.
             fresh = announced is None and watch is not None
             if fresh and watch is not None:
-                announced = watch.reached_at(expected)
+                announced = watch.reached_at()
             checked = time.time()
             got = self.count(start_s, end_s)
             if got == expected:
+                if fresh and announced is None and watch is not None:
+                    # Stored before its announcement reached the watch (a notice leaves after
+                    # the write): the earlier of the two times. A watch that never gets there
+                    # miscounts, and would leave the run timed by the 2 s backstop.
+                    watch.wait(5.0)
+                    announced = watch.reached_at()
+                    if announced is None:
+                        raise ShortfallError(
+                            f"{what}: every point is stored but the energy topic announced "
+                            f"{watch.announced():,.0f} of {watch.seconds:,.0f} s of readings")
+                    return min(announced, checked)
                 return announced if fresh and announced is not None else checked
             if got > expected:
                 raise ShortfallError(f"{what}: {got:,} points stored, the payloads make only "
@@ -219,7 +234,7 @@ class Bench:
             if watch is None or announced is not None:
                 time.sleep(0.02)
             else:
-                watch.wait(expected, min(2.0, max(0.0, deadline - time.monotonic())))
+                watch.wait(min(2.0, max(0.0, deadline - time.monotonic())))
         raise ShortfallError(f"{what}: {got:,} of {expected:,} points stored after {timeout:.0f} s "
                              f"({expected - got:,} missing)")
 
@@ -313,49 +328,83 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
-class StoredWatch:
-    """The distinct points (ship, meter, window) in [start, end) that the bridges announce on
-    ``fleet/ships/+/energy``, with the wall-clock time each new count was reached: a probe of
-    the stop rule that costs InfluxDB nothing (:meth:`Bench.wait_stored`)."""
+class Announced:
+    """Seconds of measuring in [start, end) that energy notices have announced, summed (each
+    window's ``coverage`` x 900), with the wall-clock time each new total was reached.
 
-    def __init__(self, b: Bench, start_s: int, end_s: int) -> None:
-        self._lo, self._hi = start_s * 1_000_000, end_s * 1_000_000
-        self._seen: set[tuple[str, str, int]] = set()
-        self._times: list[float] = []  # _times[k]: when k + 1 distinct points were announced
+    Seconds, not windows: a notice names each 15-minute window a batch touched once, with the
+    coverage its parts add, however many parts (points) it holds. Five-minute readings make three
+    points a window, announced in up to three notices. A redelivered batch is announced again, so
+    the total can run ahead of what is stored; :meth:`Bench.wait_stored` confirms with a count."""
+
+    def __init__(self, start_s: int, end_s: int, seconds: float) -> None:
+        # Window starts are whole seconds, written by format_datetime in one fixed-width form,
+        # so the strings compare as the times do. Parsing each instead cost the watch more than
+        # the bridges spent announcing: a notice names up to a few hundred windows, and a
+        # watch that falls behind delays the stop rule (it did, by seconds, in half the runs).
+        self._lo, self._hi = format_datetime(start_s * 1_000_000), format_datetime(end_s * 1_000_000)
+        self.seconds = seconds  # what every point of the run announces
+        self._totals: list[float] = []  # running total of announced seconds, per notice
+        self._times: list[float] = []   # when each total was reached
         self._cond = threading.Condition()
+
+    def add(self, doc: dict[str, Any], now: float) -> None:
+        lo, hi = self._lo, self._hi
+        seconds = WINDOW_S * sum(w["coverage"] for w in doc.get("windows", ())
+                                 if lo <= w["time"] < hi)
+        if not seconds:
+            return
+        with self._cond:
+            self._totals.append((self._totals[-1] if self._totals else 0.0) + seconds)
+            self._times.append(now)
+            self._cond.notify_all()
+
+    def _reached(self) -> int:
+        """Index of the first total within rounding of :attr:`seconds` or past it, else -1."""
+        floor = self.seconds * (1 - 1e-9)
+        lo, hi = 0, len(self._totals)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if self._totals[mid] < floor:
+                lo = mid + 1
+            else:
+                hi = mid
+        return lo if lo < len(self._totals) else -1
+
+    def reached_at(self) -> float | None:
+        """When the announced seconds first reached :attr:`seconds`; None while short of it."""
+        with self._cond:
+            k = self._reached()
+            return self._times[k] if k >= 0 else None
+
+    def announced(self) -> float:
+        with self._cond:
+            return self._totals[-1] if self._totals else 0.0
+
+    def wait(self, timeout: float) -> None:
+        with self._cond:
+            self._cond.wait_for(lambda: self._reached() >= 0, timeout)
+
+
+class StoredWatch(Announced):
+    """:class:`Announced` fed by a subscriber to ``fleet/ships/+/energy``: a probe of the stop
+    rule that costs InfluxDB nothing (:meth:`Bench.wait_stored`)."""
+
+    def __init__(self, b: Bench, start_s: int, end_s: int, seconds: float) -> None:
+        super().__init__(start_s, end_s, seconds)
         subscribed = threading.Event()
         password = b.accounts.ensure_service("fleet-query", "query")
         self._client = plain_client(f"bench-watch-{os.getpid()}-{time.monotonic_ns()}",
                                     username="fleet-query", password=password)
         self._client.on_connect = lambda c, *_a: c.subscribe(topics.energy("+"), qos=1)
         self._client.on_subscribe = lambda *_a: subscribed.set()
-        self._client.on_message = self._on_message
+        self._client.on_message = lambda _c, _u, msg: self.add(orjson.loads(msg.payload),
+                                                               time.time())
         self._client.connect(b.cfg.mqtt.host, b.cfg.mqtt.port)
         self._client.loop_start()
         if not subscribed.wait(20):
             self.close()
             raise ShortfallError("the stored-points watch could not subscribe to the energy topic")
-
-    def _on_message(self, _client: Any, _userdata: Any, msg: Any) -> None:
-        doc = json.loads(msg.payload)
-        ship, meter = str(doc.get("ship", "")), str(doc.get("meter", "main"))
-        now = time.time()
-        with self._cond:
-            for w in doc.get("windows", []):
-                t = parse_datetime(w["time"])
-                key = (ship, meter, t)
-                if self._lo <= t < self._hi and key not in self._seen:
-                    self._seen.add(key)
-                    self._times.append(now)
-            self._cond.notify_all()
-
-    def reached_at(self, n: int) -> float | None:
-        with self._cond:
-            return self._times[n - 1] if 0 < n <= len(self._times) else None
-
-    def wait(self, n: int, timeout: float) -> None:
-        with self._cond:
-            self._cond.wait_for(lambda: len(self._times) >= n, timeout)
 
     def close(self) -> None:
         self._client.disconnect()

@@ -1,15 +1,19 @@
 """The benchmark's pure parts: the stop rule's point count is what the bridge's own normalization
-makes of its messages (on the 15-minute grid and off it); the README section and the targets are
+makes of its messages (on the 15-minute grid and off it), and its watch of the energy topic adds up
+to its total exactly when the last point is announced; the README section and the targets are
 written from the results."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
 from bench import report
-from bench.load import ALIGNED_BASE, expected_points, payload, run_base
+from bench.load import ALIGNED_BASE, expected_points, expected_seconds, payload, run_base
+from bench.stack import Announced
+from bridge.mqtt import _energy
 from fleet.normalize import process_payload
 
 
@@ -38,6 +42,38 @@ def test_expected_points_match_the_bridges_normalization(readings: int, offset: 
     want = stored_points(3, 9, readings, base, step)
     assert expected_points(3, 9, readings, base, step) == want
     assert want == round(3 * 9 * readings * per_reading)
+
+
+@pytest.mark.parametrize(("readings", "offset", "per_notice"), [
+    (1, 0, 1), (12, 0, 1), (12, 0, 7), (12, 700, 5), (1, 700, 3),
+])
+def test_the_watch_reaches_its_total_with_the_last_notice(readings: int, offset: int,
+                                                          per_notice: int) -> None:
+    """Notices as the bridge makes them (one per ship and batch, windows with their coverage):
+    the watch's total is reached by the notice announcing the last point, not before, however
+    many points share a window (three per window with 5-minute readings)."""
+    base = run_base(4, offset)
+    ships, per_ship = 3, 9
+    watch = Announced(base - offset, base + per_ship * readings * 900 + 3600,
+                      expected_seconds(ships, per_ship, readings))
+    notices = []
+    for s in range(ships):
+        ship = f"s{s}"
+        parts = [process_payload(ship, payload(ship, i, readings, base)).parts
+                 for i in range(per_ship)]
+        for k in range(0, per_ship, per_notice):  # a batch holds per_notice messages
+            batch = [p for ps in parts[k:k + per_notice] for p in ps]
+            notices.append(json.loads(_energy(ship, batch)))
+    windows = {(n["ship"], w["time"]) for n in notices for w in n["windows"]}
+    if readings == 12:  # why the watch adds seconds: counting windows would never reach points
+        assert len(windows) < expected_points(ships, per_ship, readings, base)
+    for t, doc in enumerate(notices):
+        assert watch.reached_at() is None, f"reached before notice {t} of {len(notices)}"
+        watch.add(doc, float(t))
+    assert watch.reached_at() == float(len(notices) - 1)
+    watch.add(notices[0], 1e9)  # a redelivered batch announced again: still the same moment
+    watch.add({"ship": "s0", "windows": [{"time": "1999-01-01T00:00:00Z", "coverage": 1.0}]}, 2e9)
+    assert watch.reached_at() == float(len(notices) - 1)
 
 
 def test_run_bases_sit_on_the_grid() -> None:
