@@ -16,8 +16,8 @@ quadratic, and py-spy put it at 9% of the bridge's own time (bench/results.md).
 :func:`lean_inflight` sends the queued ones from a note of them instead.
 
 paho reads each packet with three or four ``recv`` calls and goes back to ``select()`` after
-each one; :func:`buffered_reads` serves those reads from one large read and handles every whole
-packet it holds before returning to ``select()``.
+each one; :func:`buffered_reads` serves those reads from one large read and handles the whole
+packets it holds (a bounded number) before returning to ``select()`` and to the writes.
 
 And ``Client.ack`` queues each PUBACK as its own packet: a byte written to wake paho's network
 thread, then one ``send`` for the 4 bytes, per message. :func:`ack_all` queues a batch's PUBACKs
@@ -91,6 +91,16 @@ def ack_all(client: mqtt.Client, messages: Sequence[tuple[int, int]]) -> None:
             client.ack(mid, qos)  # QoS 2 (PUBCOMP): the bridge subscribes at QoS 1, never here
 
 
+def limit_inflight(client: mqtt.Client, limit: int) -> bool:
+    """Set how many of ``client``'s own QoS 1 and 2 publishes may await acknowledgement, on an
+    open connection too (which paho's setter refuses, doubting only a change between 0, no
+    limit, and a limit); True if it could."""
+    if limit < 1 or not isinstance(getattr(client, "_max_inflight_messages", None), int):
+        return False
+    client._max_inflight_messages = limit
+    return True
+
+
 def lean_inflight(client: mqtt.Client) -> bool:
     """Make ``client``'s ``_update_inflight`` send what waits behind the in-flight limit without
     walking every message in flight; True if it could (another paho, without these attributes,
@@ -142,8 +152,8 @@ def lean_inflight(client: mqtt.Client) -> bool:
 
 # paho reads each packet with a recv of 1 byte (the command), 1 byte per remaining-length byte,
 # then the rest: three or four system calls a message, and its loop goes back to select() after
-# every packet (loop_read reads as many packets as messages await acknowledgement, which with
-# manual acks of QoS 1 is none: one). BufferedSocket serves those reads from one large recv, and
+# every packet (loop_read reads as many packets as messages await acknowledgement, at least one,
+# but stops at the first empty read). BufferedSocket serves those reads from one large recv, and
 # tells paho's loop through pending() (paho's own check for bytes an SSL socket holds) that
 # there is more to read without waiting in select().
 READ_SIZE = 65536
@@ -182,28 +192,40 @@ class BufferedSocket:
         return getattr(self._sock, name)
 
 
-def buffered_reads(client: mqtt.Client, *, max_reads: int = 1024) -> bool:
-    """Make ``client`` read through a :class:`BufferedSocket` and handle every whole packet of a
-    read before it returns to select() (at most ``max_reads`` packets, so its writes, the
-    batch's PUBACKs among them, wait for no more than that); True if it could."""
+def buffered_reads(client: mqtt.Client, *, max_reads: int = 256) -> bool:
+    """Make ``client`` read through a :class:`BufferedSocket` and handle the whole packets of a
+    read before it returns to select(), at most ``max_reads`` of them, so that its writes (the
+    batch's PUBACKs, the energy topic) go out between; True if it could.
+
+    paho's own ``loop_read`` handles as many packets per call as messages await acknowledgement
+    in either direction, stopping early only when the socket has nothing left. While the bridge
+    has its own publishes waiting for their PUBACKs (which come behind the broker's backlog of
+    ship messages on the same stream) that is thousands, and with the buffer always holding the
+    next message it did not return to select(), nor so to its writes, for seconds: measured, the
+    PUBACKs of whole batches and every energy notice of a run waited in paho's queue until the
+    broker's backlog was read, and the broker, short of PUBACKs, stopped sending at its
+    in-flight limit. Here each packet is read by paho's ``_packet_read``, as its loop does."""
     create = getattr(type(client), "_create_socket", None)
-    read = getattr(client, "loop_read", None)
-    if create is None or read is None:
+    read_packet = getattr(client, "_packet_read", None)
+    on_error = getattr(client, "_loop_rc_handle", None)
+    if create is None or read_packet is None or on_error is None:
         return False
 
     def create_socket() -> Any:
         return BufferedSocket(create(client))
 
-    def loop_read(max_packets: int = 1) -> Any:
-        rc = read(max_packets)
-        sock = client._sock
-        n = 1
-        while (rc == MQTTErrorCode.MQTT_ERR_SUCCESS and n < max_reads
-               and sock is client._sock and isinstance(sock, BufferedSocket)
-               and sock.pending() > 0):
-            rc = read(max_packets)
-            n += 1
-        return rc
+    def loop_read(max_packets: int = 1) -> Any:  # paho's signature; paho ignores it too
+        for _ in range(max_reads):
+            sock = client._sock
+            if sock is None:
+                return MQTTErrorCode.MQTT_ERR_NO_CONN
+            rc = read_packet()
+            if rc > 0:
+                return on_error(rc)
+            if (rc == MQTTErrorCode.MQTT_ERR_AGAIN or client._sock is not sock
+                    or not isinstance(sock, BufferedSocket) or sock.pending() <= 0):
+                break  # what the socket holds beyond this read is select()'s to say
+        return MQTTErrorCode.MQTT_ERR_SUCCESS
 
     vars(client)["_create_socket"] = create_socket
     vars(client)["loop_read"] = loop_read

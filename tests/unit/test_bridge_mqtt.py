@@ -7,11 +7,14 @@ import dataclasses
 import json
 from typing import Any
 
-from paho.mqtt.client import MQTTMessage
+from paho.mqtt.client import ConnectFlags, MQTTMessage, _ConnectionState
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
 from bridge.batcher import Pending
 from bridge.metrics import BridgeMetrics
-from bridge.mqtt import Bridge
+from bridge.mqtt import OWN_INFLIGHT, Bridge, bridge_client
 from fleet.config import Config
 
 
@@ -129,3 +132,20 @@ def test_start_asks_for_a_persistent_session_and_the_inflight_bound() -> None:
     assert props.ReceiveMaximum == 123
     assert props.SessionExpiryInterval == cfg.bridge.session_expiry
     assert client.connected_with["port"] == cfg.mqtt.client_port
+
+
+def test_own_publishes_in_flight_keep_to_the_brokers_receive_maximum() -> None:
+    """paho ignores the Receive Maximum of a CONNACK; more unacknowledged publishes than that is
+    a protocol error (EMQX disconnects), so the bridge sets paho's limit from it."""
+    client = bridge_client(Config())
+    bridge = Bridge(Config(), lambda _b: FakeBatcher(), BridgeMetrics(),
+                    client_factory=lambda _cfg: client)
+    assert client._max_inflight_messages == OWN_INFLIGHT
+    client._state = _ConnectionState.MQTT_CS_CONNECTED  # as when paho calls on_connect
+    props = Properties(PacketTypes.CONNACK)  # type: ignore[no-untyped-call]
+    props.ReceiveMaximum = 32
+    success = ReasonCode(PacketTypes.CONNACK, "Success")
+    bridge._on_connect(client, None, ConnectFlags(False), success, props)
+    assert client._max_inflight_messages == 32
+    bridge._on_connect(client, None, ConnectFlags(False), success, None)  # none said: 65,535
+    assert client._max_inflight_messages == OWN_INFLIGHT

@@ -205,3 +205,31 @@ def _publish_packet(payload: bytes) -> bytes:
     """A QoS 0 PUBLISH (MQTT 5, no properties) on TOPIC."""
     body = struct.pack("!H", len(TOPIC)) + TOPIC + b"\x00" + payload
     return bytes([0x30, len(body)]) + body
+
+
+def test_buffered_reads_return_to_the_writes_with_own_publishes_awaiting_pubacks() -> None:
+    """paho's loop_read handles as many packets per call as messages await acknowledgement:
+    with the bridge's own QoS 1 publishes waiting for PUBACKs (queued behind the broker's
+    backlog) that was every packet the buffer held, and the PUBACKs queued for the broker were
+    not written until the backlog was read. At most ``max_reads`` packets per loop_read."""
+    client = _client()
+    got: list[bytes] = []
+    client.on_message = lambda _c, _u, m: got.append(m.payload)
+    assert pahofast.buffered_reads(client, max_reads=4)
+    client._create_socket = lambda: None  # type: ignore[method-assign]
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        client._sock = pahofast.BufferedSocket(ours)
+        client._state = mqtt._ConnectionState.MQTT_CS_CONNECTED
+        ours.setblocking(False)
+        for _ in range(50):  # the bridge's energy notices, waiting for the broker's PUBACKs
+            client._out_messages[client._mid_generate()] = mqtt.MQTTMessage()
+        theirs.sendall(b"".join(_publish_packet(f"m{k}".encode()) for k in range(10)))
+        client.loop_read()
+        assert got == [b"m0", b"m1", b"m2", b"m3"]  # then select(), and the writes
+        client.loop_read()
+        client.loop_read()
+        assert len(got) == 10
+        client.loop_read()  # nothing left: the socket's empty read ends it
+        assert len(got) == 10
+        client._sock = None
