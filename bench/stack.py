@@ -342,7 +342,10 @@ class Announced:
         # so the strings compare as the times do. Parsing each instead cost the watch more than
         # the bridges spent announcing: a notice names up to a few hundred windows, and a
         # watch that falls behind delays the stop rule (it did, by seconds, in half the runs).
-        self._lo, self._hi = format_datetime(start_s * 1_000_000), format_datetime(end_s * 1_000_000)
+        # A window is named by its start: one starting before ``start_s`` holds the run's first
+        # part when the run starts off the 15-minute grid.
+        first = start_s - start_s % WINDOW_S
+        self._lo, self._hi = format_datetime(first * 1_000_000), format_datetime(end_s * 1_000_000)
         self.seconds = seconds  # what every point of the run announces
         self._totals: list[float] = []  # running total of announced seconds, per notice
         self._times: list[float] = []   # when each total was reached
