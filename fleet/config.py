@@ -196,10 +196,10 @@ class BridgeConfig:
 
     @property
     def worker_count(self) -> int:
-        """``workers``, or for 0 one bridge per core up to 4 (see config.example.toml)."""
+        """``workers``, or for 0 one bridge per two cores, 1 to 4 (see config.example.toml)."""
         if self.workers:
             return self.workers
-        return max(1, min(os.cpu_count() or 1, AUTO_BRIDGE_WORKERS))
+        return max(1, min((os.cpu_count() or 1) // 2, AUTO_BRIDGE_WORKERS))
 
 
 @dataclass(frozen=True, slots=True)

@@ -152,6 +152,10 @@ def test_workers_default_follows_the_cores(monkeypatch: pytest.MonkeyPatch,
                                            tmp_path: Path) -> None:
     monkeypatch.setattr("os.cpu_count", lambda: 16)
     assert load_config(env={}).bridge.worker_count == 4
+    monkeypatch.setattr("os.cpu_count", lambda: 4)  # the broker and the database take the rest
+    assert load_config(env={}).bridge.worker_count == 2
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    assert load_config(env={}).bridge.worker_count == 1
     monkeypatch.setattr("os.cpu_count", lambda: 1)
     assert load_config(env={}).bridge.worker_count == 1
     assert load_config(env={"FLEET_BRIDGE_WORKERS": "6"}).bridge.worker_count == 6
