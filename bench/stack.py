@@ -339,9 +339,8 @@ class Announced:
 
     def __init__(self, start_s: int, end_s: int, seconds: float) -> None:
         # Window starts are whole seconds, written by format_datetime in one fixed-width form,
-        # so the strings compare as the times do. Parsing each instead cost the watch more than
-        # the bridges spent announcing: a notice names up to a few hundred windows, and a
-        # watch that falls behind delays the stop rule (it did, by seconds, in half the runs).
+        # so the strings compare as the times do, and the watch parses none of the tens of
+        # thousands of window times a run announces (a watch that falls behind delays the rule).
         # A window is named by its start: one starting before ``start_s`` holds the run's first
         # part when the run starts off the 15-minute grid.
         first = start_s - start_s % WINDOW_S

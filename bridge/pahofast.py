@@ -222,8 +222,9 @@ def buffered_reads(client: mqtt.Client, *, max_reads: int = 256) -> bool:
             rc = read_packet()
             if rc > 0:
                 return on_error(rc)
+            pending = getattr(sock, "pending", None)  # ours, or an SSL socket's
             if (rc == MQTTErrorCode.MQTT_ERR_AGAIN or client._sock is not sock
-                    or not isinstance(sock, BufferedSocket) or sock.pending() <= 0):
+                    or pending is None or pending() <= 0):
                 break  # what the socket holds beyond this read is select()'s to say
         return MQTTErrorCode.MQTT_ERR_SUCCESS
 
