@@ -278,7 +278,10 @@ def _write(al: AlertStack, parts: list[Part]) -> None:
         assert resp.status == 204
 
 
-def test_usage_and_coverage_fire_on_data_that_crosses_them(al: AlertStack) -> None:
+def _cross_usage_and_coverage(al: AlertStack) -> None:
+    """Data that makes high-usage fire for USAGE_SHIP and gaps for COVERAGE_SHIP's shore meter.
+    Written again it changes nothing (the same points), or, an hour or a window later, crosses
+    the same thresholds again."""
     now = time.time_ns() // 1000
     hour = floor_to(now, 3600 * US)
     # 4 x 150 kWh in the current hour: 600 > 500.
@@ -287,6 +290,10 @@ def test_usage_and_coverage_fire_on_data_that_crosses_them(al: AlertStack) -> No
     end = floor_to(now, WINDOW_US)
     _write(al, [Part(COVERAGE_SHIP, end - (i + 1) * WINDOW_US, 1.0, 450.0 if i == 2 else 900.0,
                      meter="shore") for i in range(4)])
+
+
+def test_usage_and_coverage_fire_on_data_that_crosses_them(al: AlertStack) -> None:
+    _cross_usage_and_coverage(al)
     usage = eventually(lambda: (s := al.state(USAGE_SHIP, "high-usage")) and s["state"] == "firing"
                        and s, timeout=10, message="usage not firing")
     assert re.search(r"\b600 kWh in the 1h window", usage["detail"]), usage
@@ -311,7 +318,9 @@ def test_usage_and_coverage_fire_on_data_that_crosses_them(al: AlertStack) -> No
 
 
 def test_dashboard_shows_active_alerts(al: AlertStack, tmp_path: Path) -> None:
+    _cross_usage_and_coverage(al)  # its own alerts, whatever ran before it
     eventually(lambda: al.active(USAGE_SHIP, "high-usage"), timeout=10)
+    eventually(lambda: al.active(COVERAGE_SHIP, "gaps"), timeout=10)
     base = f"http://127.0.0.1:{al.stack.cfg.http.port}/#token={al.token}"
     fleet_dom = chromium(base, tmp_path, "--dump-dom").stdout
     assert re.search(rf'<tr class="alert-firing severity-critical">.*?{USAGE_SHIP}.*?high-usage',
