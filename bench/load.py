@@ -92,7 +92,7 @@ def expected_seconds(ships: int, per_ship: int, readings: int, step_s: int | Non
     """Seconds of measuring the messages of :func:`payload` cover in all: what the bridges'
     energy notices add up to once every point is stored (readings follow each other without a
     gap or an overlap)."""
-    return ships * per_ship * readings * reading_s(readings, step_s)
+    return ships * per_ship * message_span_s(readings, step_s)
 
 
 @dataclass

@@ -7,6 +7,7 @@ The only module of the benchmark that imports the launcher's process helpers.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import http.client
 import json
@@ -363,15 +364,8 @@ class Announced:
 
     def _reached(self) -> int:
         """Index of the first total within rounding of :attr:`seconds` or past it, else -1."""
-        floor = self.seconds * (1 - 1e-9)
-        lo, hi = 0, len(self._totals)
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if self._totals[mid] < floor:
-                lo = mid + 1
-            else:
-                hi = mid
-        return lo if lo < len(self._totals) else -1
+        k = bisect.bisect_left(self._totals, self.seconds * (1 - 1e-9))
+        return k if k < len(self._totals) else -1
 
     def reached_at(self) -> float | None:
         """When the announced seconds first reached :attr:`seconds`; None while short of it."""

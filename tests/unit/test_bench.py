@@ -11,7 +11,14 @@ from pathlib import Path
 import pytest
 
 from bench import report
-from bench.load import ALIGNED_BASE, expected_points, expected_seconds, payload, run_base
+from bench.load import (
+    ALIGNED_BASE,
+    expected_points,
+    expected_seconds,
+    message_span_s,
+    payload,
+    run_base,
+)
 from bench.stack import Announced
 from bridge.mqtt import _energy
 from fleet.normalize import process_payload
@@ -54,7 +61,7 @@ def test_the_watch_reaches_its_total_with_the_last_notice(readings: int, offset:
     many points share a window (three per window with 5-minute readings)."""
     base = run_base(4, offset)
     ships, per_ship = 3, 9
-    watch = Announced(base, base + per_ship * readings * 900 + 3600,  # as bench.ingest.span
+    watch = Announced(base, base + per_ship * message_span_s(readings) + 3600,  # bench.ingest.span
                       expected_seconds(ships, per_ship, readings))
     notices = []
     for s in range(ships):
