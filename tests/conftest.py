@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import time
 import urllib.error
 import urllib.parse
@@ -19,6 +20,7 @@ import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +41,7 @@ from launcher.servers import (
     mosquitto_service,
     query_service,
 )
+from query_service.mqtt5 import connect_packet
 from tests.containers import docker_available, start_containers
 
 
@@ -53,6 +56,32 @@ def eventually(check: Callable[[], Any], timeout: float = 20.0, interval: float 
             return last
         time.sleep(interval)
     raise AssertionError(f"{message} (last value: {last!r})")
+
+
+def broker_accepts(host: str, port: int, username: str, password: str,
+                   timeout: float = 2.0) -> bool:
+    """Whether the broker accepts this account's MQTT 5 CONNECT now (CONNACK reason 0)."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            sock.sendall(connect_packet(username, password))
+            stream = sock.makefile("rb")
+            head = stream.read(1)
+            length = shift = 0
+            while True:  # the remaining length: a variable byte integer
+                byte = stream.read(1)
+                if not byte:
+                    return False
+                length |= (byte[0] & 0x7F) << shift
+                shift += 7
+                if byte[0] < 0x80:
+                    break
+            body = stream.read(length)
+            accepted = head == b"\x20" and len(body) >= 2 and body[1] == 0
+            if accepted:
+                sock.sendall(b"\xe0\x00")  # DISCONNECT, normal: no will, nothing logged as lost
+            return accepted
+    except OSError:
+        return False
 
 
 def unique_ship(prefix: str = "s") -> str:
@@ -81,9 +110,18 @@ class Stack:
         ship_id = ship_id or unique_ship()
         if ship_id not in self._ships:
             self._ships[ship_id] = self.accounts.add_ship(ship_id)
-            self.broker.signal(signal.SIGHUP)  # reread the account files (process or container)
-            time.sleep(0.05)
+            self.reload_accounts((ship_id, self._ships[ship_id]))
         return ship_id, self._ships[ship_id]
+
+    def reload_accounts(self, *accounts: tuple[str, str]) -> None:
+        """SIGHUP the broker (process or container) to reread its account files, then wait until
+        each (username, password) logs in: Mosquitto applies a reload a moment after the signal,
+        and a client refused in between backs off for seconds."""
+        self.broker.signal(signal.SIGHUP)
+        for username, password in accounts:
+            eventually(partial(broker_accepts, self.cfg.mqtt.host, self.cfg.mqtt.port, username,
+                               password), timeout=10, interval=0.02,
+                       message=f"the broker never accepted {username} after the reload")
 
     # -- processes ----------------------------------------------------------------------------
     def env_with(self, **overrides: str) -> dict[str, str]:
@@ -283,7 +321,6 @@ def stack(servers: Stack) -> Stack:
     servers.start_bridge(client_id="fleet-bridge-main")
     # Read endpoints need a token ([http] auth = "token"); presence needs the query account.
     servers.token = TokenStore(tokens_path(servers.cfg.local.path)).create("tests")
-    servers.accounts.ensure_service("fleet-query", "query")
-    servers.broker.signal(signal.SIGHUP)
+    servers.reload_accounts(("fleet-query", servers.accounts.ensure_service("fleet-query", "query")))
     servers.start_query()
     return servers

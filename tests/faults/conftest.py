@@ -19,7 +19,6 @@ import os
 import re
 import signal
 import threading
-import time
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -66,8 +65,7 @@ class Rig:
         tag = uuid.uuid4().hex[:6]
         out = [(f"{prefix}-{tag}-{k}", "") for k in range(n)]
         out = [(s, self.stack.accounts.add_ship(s)) for s, _ in out]
-        assert self.stack.accounts.reload_broker()
-        time.sleep(0.2)
+        self.stack.reload_accounts(*out)
         return out
 
     def publisher(self, accounts: Sequence[tuple[str, str]], window: int = 50) -> Publisher:

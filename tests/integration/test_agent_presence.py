@@ -7,7 +7,6 @@ import json
 import socket
 import ssl
 import subprocess
-import time
 import uuid
 from pathlib import Path
 
@@ -36,8 +35,7 @@ pytestmark = pytest.mark.integration
 def _operator(stack: Stack) -> tuple[str, str]:
     name = f"op-{uuid.uuid4().hex[:8]}"
     password = stack.accounts.add_operator(name)
-    assert stack.accounts.reload_broker()
-    time.sleep(0.1)
+    stack.reload_accounts((name, password))
     return name, password
 
 

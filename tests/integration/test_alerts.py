@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-import signal
 import subprocess
 import sys
 import threading
@@ -159,10 +158,10 @@ def al(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AlertStack]:
     alertmanager = alertmanager_service(root, am_port, am_conf, binary).start(timeout=30)
     stack.services.append(alertmanager)
     am_url = f"http://127.0.0.1:{am_port}"
-    stack.accounts.ensure_service("fleet-alerts", "alerts")
-    stack.accounts.ensure_service("fleet-query", "query")
+    services = [(name, stack.accounts.ensure_service(name, role))
+                for name, role in (("fleet-alerts", "alerts"), ("fleet-query", "query"))]
     operator = ("watcher", stack.accounts.add_operator("watcher"))
-    stack.broker.signal(signal.SIGHUP)
+    stack.reload_accounts(*services, operator)
     token = TokenStore(tokens_path(stack.cfg.local.path)).create("alert-tests")
     env = stack.env_with(
         FLEET_ALERTS_RULES=json.dumps(RULES), FLEET_ALERTS_EVALUATION_INTERVAL="1s",
@@ -335,7 +334,7 @@ def test_ships_and_operators_cannot_write_alerts(al: AlertStack) -> None:
     ship, password = al.stack.ship()
     operator = f"op-{ship[-8:]}"
     operator_password = al.stack.accounts.add_operator(operator)
-    al.stack.broker.signal(signal.SIGHUP)
+    al.stack.reload_accounts((operator, operator_password))
     victim = USAGE_SHIP
     before = al.state(victim, "high-usage")
     forged = {"ship": victim, "rule": "high-usage", "state": "resolved",

@@ -31,7 +31,7 @@ def watcher(stack: Stack) -> Any:
     """An operator watching every ship's readings topic."""
     name = unique_ship("op")
     password = stack.accounts.add_operator(name)
-    stack.ship()  # provisions and SIGHUPs the broker so the operator can log in
+    stack.reload_accounts((name, password))
     session = stack.client(name, password)
     session.subscribe("fleet/ships/+/readings")
     yield session
@@ -155,7 +155,7 @@ def test_credentials_are_checked_by_the_broker(stack: Stack) -> None:
 def test_non_ship_account_is_refused_by_the_acl(stack: Stack) -> None:
     name = unique_ship("op")
     password = stack.accounts.add_operator(name)
-    stack.ship()  # SIGHUP
+    stack.reload_accounts((name, password))
     reply = post(stack, EXAMPLE_1, basic(name, password))
     assert reply.status == 403, reply.text
     assert "not authorized" in reply.json["error"]

@@ -237,8 +237,8 @@ def test_refused_connections(stack: Stack) -> None:
         s.close()
     name = f"op-{uuid.uuid4().hex[:6]}"
     operator_pw = stack.accounts.add_operator(name)
-    assert stack.accounts.reload_broker()
-    operator = eventually(lambda: (c := stack.client(name, operator_pw)).connected and c)
+    stack.reload_accounts((name, operator_pw))
+    operator = stack.client(name, operator_pw)
     reason = operator.publish(f"fleet/ships/{ship_id}/readings",
                               {"units": "kWh", "data": readings(0, 15, [5])})
     assert reason.value == 135

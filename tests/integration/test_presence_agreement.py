@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 import uuid
 from typing import Any
 
@@ -52,8 +51,7 @@ def test_every_status_form_reads_the_same_through_the_api_and_fleetctl(stack: St
     rows = eventually(api_rows, 10, message="the statuses never showed in /v1/ships")
     operator = f"op-{uuid.uuid4().hex[:8]}"
     secret = stack.accounts.add_operator(operator)
-    assert stack.accounts.reload_broker()
-    time.sleep(0.1)
+    stack.reload_accounts((operator, secret))
     out = subprocess.run([*FLEETCTL, "fleet", "status", "--json", "--username", operator,
                           f"--password={secret}"], env=stack.env_with(), capture_output=True,
                          text=True, timeout=30, check=True)
