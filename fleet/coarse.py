@@ -23,6 +23,7 @@ nothing special. Why two bridges cannot leave a stale value: see :mod:`bridge.ro
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -46,7 +47,7 @@ from fleet.store import InfluxStore, _hours
 
 log = logging.getLogger(__name__)
 
-VERSION = 1
+VERSION = 2  # 2: values are the fsum of their 15-minute windows (1: of bucket sums)
 HOURLY = "energy_1h"
 DAILY = "energy_1d"
 STATE = "rollup_state"
@@ -185,11 +186,17 @@ def part_sums(store: InfluxStore, ships: Sequence[str] | None, start_us: int, en
 def expected(sums: dict[tuple[str, str], list[tuple[int, Sum]]], hours: Sequence[int],
              days: Sequence[int]) -> dict[Key, Sum]:
     """The coarse values over the given hour starts (each one hour long) and day boundaries
-    (consecutive pairs are the days), from 15-minute sums; windows are added in time order."""
+    (consecutive pairs are the days), from the 15-minute windows' sums.
+
+    A value is the correctly rounded sum of its windows (``math.fsum``), the windows as InfluxDB
+    sums them for a 15-minute query: so an hour or a day is exactly what adding up the windows a
+    dashboard sees gives (CONTRACT section 5), whatever their order, and not the parts added one
+    by one (222 parts of 1/12 kWh add up to 18.500000000000007, their 74 windows of 0.25 to 18.5).
+    """
     out: dict[Key, Sum] = {}
     hour_set = set(hours)
     for (ship, meter), rows in sums.items():
-        acc: dict[Key, list[float]] = {}
+        acc: dict[Key, tuple[list[float], list[float], list[float]]] = {}
         di = 0
         for t, s in rows:
             h = t - t % HOUR_US
@@ -199,18 +206,19 @@ def expected(sums: dict[tuple[str, str], list[tuple[int, Sum]]], hours: Sequence
                 di += 1
             if di + 1 < len(days) and days[di] <= t < days[di + 1]:
                 _add(acc, Key("day", ship, meter, days[di]), s)
-        out.update((k, Sum(v[0], v[1], v[2])) for k, v in acc.items())
+        out.update((k, Sum(math.fsum(kwh), math.fsum(sec), math.fsum(n)))
+                   for k, (kwh, sec, n) in acc.items())
     return out
 
 
-def _add(acc: dict[Key, list[float]], key: Key, s: Sum) -> None:
+def _add(acc: dict[Key, tuple[list[float], list[float], list[float]]], key: Key, s: Sum) -> None:
     v = acc.get(key)
     if v is None:
-        acc[key] = [s.kwh, s.seconds, s.n]
+        acc[key] = ([s.kwh], [s.seconds], [s.n])
     else:
-        v[0] += s.kwh
-        v[1] += s.seconds
-        v[2] += s.n
+        v[0].append(s.kwh)
+        v[1].append(s.seconds)
+        v[2].append(s.n)
 
 
 def _stored_queries(cfg: InfluxConfig, ships: Sequence[str] | None, start_us: int,
@@ -334,11 +342,9 @@ def differences(io: CoarseIO, ships: Sequence[str] | None, start_us: int, end_us
     """(expected values, {key: (stored, expected)} where they differ) for every hour and day
     touching [start_us, end_us). Values beginning before the parts' retention are left out."""
     a, b, hours, days = span(start_us, end_us, tz)
-    # The coarsest buckets that still split at every day boundary: a quarter of the rows of
-    # 15-minute sums in whole-hour zones.
-    bucket = next(step for step in (HOUR_US, HOUR_US // 2, QUARTER_US)
-                  if all(d % step == 0 for d in days))
-    sums, have = io.read(ships, a, b, bucket)
+    # 15-minute buckets, the windows themselves: an hour's bucket would be its parts added one
+    # by one by InfluxDB, which is not the sum of its windows (see expected).
+    sums, have = io.read(ships, a, b, QUARTER_US)
     want = expected(sums, hours, days)
     horizon = io.horizon()
     day_starts = set(days[:-1])

@@ -64,9 +64,10 @@ from __future__ import annotations
 import asyncio
 import bisect
 import logging
+import math
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 from zoneinfo import ZoneInfo
@@ -203,6 +204,14 @@ def _statements(config: Config, pieces: list[Piece], plist: list[Period],
                   f"sum({quote_ident(FIELD_SECONDS)}) AS seconds, {n} AS n FROM {src} WHERE ")
         tags = f"{quote_ident(TAG_SHIP)}, {quote_ident(TAG_METER)}"
         first = bisect.bisect_right(starts, piece.start_us) - 1
+        if piece.source == "parts":
+            # The 15-minute windows, as a 15-minute query sums them, added up in _add_all: a
+            # sum over more parts in InfluxDB would be the parts added one by one, which is not
+            # what adding up the windows gives (fleet/coarse.py, expected). Period boundaries
+            # are whole quarter hours (a zone off them is refused), so no window straddles one.
+            out.append((piece, first, select + _where(ships, meter, piece.start_us, piece.end_us)
+                        + f" GROUP BY time(900s), {tags} fill(none)"))
+            continue
         last = bisect.bisect_left(starts, piece.end_us) - 1
         inner = starts[first + 1:last + 1]
         grouping = _grouping(piece, inner)
@@ -237,20 +246,35 @@ def _statements(config: Config, pieces: list[Piece], plist: list[Period],
     return out
 
 
-def _add(answer: CalendarAnswer, starts: list[int], piece: Piece, series: Series) -> None:
-    cols = series.columns
-    t, k, s, n = (cols.index(c) for c in ("time", "kwh", "seconds", "n"))
-    key = (series.tags.get(TAG_SHIP, ""), meter_name(series.tags.get(TAG_METER)))
-    per = answer.totals.setdefault(key, {})
-    for row in series.values:
-        if not row[n] or row[k] is None:
-            continue
-        at = max(int(row[t]), piece.start_us)
-        i = bisect.bisect_right(starts, at) - 1
-        old = per.get(i)
-        kwh, seconds = float(row[k]), float(row[s] or 0.0)
-        per[i] = Total(kwh, seconds) if old is None else Total(old.kwh + kwh,
-                                                             old.seconds + seconds)
+def _add_all(answer: CalendarAnswer, starts: list[int],
+             read: Iterable[tuple[Piece, list[Series]]]) -> None:
+    """Sum what was read into ``answer.totals``: per (ship, meter) and period, the correctly
+    rounded sum (``math.fsum``) of its rows, 15-minute windows and coarse values (themselves sums
+    of windows, fleet/coarse.py). A period is so what adding up its windows gives, in whatever
+    order and from whichever series they were read (CONTRACT section 5)."""
+    acc: dict[tuple[str, str], dict[int, tuple[list[float], list[float]]]] = {}
+    for piece, result in read:
+        for series in result:
+            cols = series.columns
+            t, k, s, n = (cols.index(c) for c in ("time", "kwh", "seconds", "n"))
+            key = (series.tags.get(TAG_SHIP, ""), meter_name(series.tags.get(TAG_METER)))
+            per = acc.setdefault(key, {})
+            for row in series.values:
+                if not row[n] or row[k] is None:
+                    continue
+                at = max(int(row[t]), piece.start_us)
+                i = bisect.bisect_right(starts, at) - 1
+                kwh, seconds = float(row[k]), float(row[s] or 0.0)
+                old = per.get(i)
+                if old is None:
+                    per[i] = ([kwh], [seconds])
+                else:
+                    old[0].append(kwh)
+                    old[1].append(seconds)
+    for key, per in acc.items():
+        totals = answer.totals.setdefault(key, {})
+        for i, (kwh_values, seconds_values) in per.items():
+            totals[i] = Total(math.fsum(kwh_values), math.fsum(seconds_values))
 
 
 async def period_totals(influx: InfluxClient, config: Config, start_us: int, end_us: int,
@@ -293,10 +317,9 @@ async def period_totals(influx: InfluxClient, config: Config, start_us: int, end
     results, generation = await _run_generation(
         influx, config, [(s, p.source != "parts") for p, _i, s in statements], "calendar",
         cache=zone is not None, seen=seen)
-    starts = [p.start_us for p in plist]
-    for (piece, _first, _statement), result in zip(statements, results, strict=True):
-        for series in result:
-            _add(answer, starts, piece, series)
+    _add_all(answer, [p.start_us for p in plist],
+             [(piece, result) for (piece, _first, _statement), result
+              in zip(statements, results, strict=True)])
     if zone is not None and generation is not None and _keepable(answer, pieces):
         # Only coarse reads, all of one generation: the plan is a pure function of the key (no
         # parts, so no retention cut), and the answer is what those reads sum to.
@@ -336,9 +359,8 @@ async def range_totals(influx: InfluxClient, config: Config, start_us: int, end_
     statements = _statements(config, pieces, whole, ships, meter)
     results = await _run(influx, config, [(s, p.source != "parts") for p, _i, s in statements],
                          "totals", cache=zone is not None)
-    for (piece, _first, _statement), result in zip(statements, results, strict=True):
-        for series in result:
-            _add(answer, [start_us], piece, series)
+    _add_all(answer, [start_us], [(piece, result) for (piece, _first, _statement), result
+                                  in zip(statements, results, strict=True)])
     if keep is not None and watch is not None and _keepable(answer, pieces):
         keep.put(akey, None if ships is None else tuple(ships), answer, watch)
     return answer

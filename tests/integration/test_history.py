@@ -166,6 +166,40 @@ def test_contract_calendar_examples(hist: History) -> None:
     assert [v[1] for v in rows[0]["series"][0]["values"]] == [23.0, 23.0, 24.0, 2.0]
 
 
+def test_contract_calendar_examples_hold_exactly_at_five_minute_readings(hist: History) -> None:
+    """The worked examples with the cadence ships send (5-minute kW readings: parts of 1/12 kWh,
+    not a binary fraction): a day is the sum of its 15-minute windows, exactly, not the parts
+    added one by one (which gives 18.500000000000007 for the Kolkata day)."""
+    def five_minute_kw(start: str, hours: int) -> dict[str, Any]:
+        t0 = parse_datetime(start)
+        return {"units": "kW", "interval": "PT5M", "data": [
+            {"datetime": format_datetime(t0 + i * 300 * 10**6), "value": 1}
+            for i in range(hours * 12)]}
+
+    oslo, kolkata = f"cal5-{uuid.uuid4().hex[:6]}", f"cal5-{uuid.uuid4().hex[:6]}"
+    publish(hist.stack, oslo, [five_minute_kw("2025-03-29T00:00:00Z", 72)])
+    publish(hist.stack, kolkata, [five_minute_kw("2025-01-01T00:00:00Z", 24)])
+    eventually(lambda: verified(hist), timeout=30, message="coarse series follow the parts")
+    body = hist.energy(kolkata, start="2025-01-01T00:00:00Z", end="2025-01-02T00:00:00Z",
+                       every="1d", tz="Asia/Kolkata")
+    assert [(w["time"], w["kwh"]) for w in body["windows"]] == [
+        ("2025-01-01T00:00:00+05:30", 18.5), ("2025-01-02T00:00:00+05:30", 5.5)]
+    body = hist.energy(oslo, start="2025-03-28T00:00:00Z", end="2025-04-02T00:00:00Z",
+                       every="1d", tz="Europe/Oslo")
+    assert [(w["time"], w["kwh"]) for w in body["windows"]] == [
+        ("2025-03-29T00:00:00+01:00", 23.0), ("2025-03-30T00:00:00+01:00", 23.0),
+        ("2025-03-31T00:00:00+02:00", 24.0), ("2025-04-01T00:00:00+02:00", 2.0)]
+    for every, tz, want in (("1h", "Asia/Kolkata", 1.0), ("1mo", "Asia/Kolkata", 24.0)):
+        body = hist.energy(kolkata, start="2024-12-01T00:00:00Z", end="2025-02-01T00:00:00Z",
+                           every=every, tz=tz)
+        assert {w["kwh"] for w in body["windows"]} == {want}, (every, body["windows"][:3])
+    status, report = hist.get("/v1/reports/energy", start="2025-03-01T00:00:00+01:00",
+                              end="2025-05-01T00:00:00+02:00", every="1mo", tz="Europe/Oslo",
+                              ship=oslo)
+    assert status == 200, report
+    assert report["rows"][0]["kwh"] == [70.0, 2.0], report  # Oslo's March ends at 22:00Z
+
+
 BAD = [
     ({"tz": "Mars/Olympus"}, "tz"), ({"tz": ""}, "tz"), ({"every": "2w"}, "every"),
     ({"every": "1mo", "tz": "Europe/Amsterdam", "start": "1930-01-01T00:00:00Z",
