@@ -446,7 +446,14 @@ def _import(args: argparse.Namespace, cfg: Config, path: Path, tz: ZoneInfo,
 
         signal.signal(signal.SIGINT, on_signal)
         signal.signal(signal.SIGTERM, on_signal)
-        _send(agent, spool, stop, len(readings), confirmed_before, args.no_progress)
+        try:
+            _send(agent, spool, stop, len(readings), confirmed_before, args.no_progress)
+        except CredentialsRefusedError as exc:
+            confirmed = int(spool.get_meta("confirmed") or 0)
+            print(f"the broker refused ship {args.ship}: {exc}. Check --ship and the password; "
+                  f"{confirmed} of {len(readings)} readings are confirmed, and the same command "
+                  "with the right ones resumes from there", file=err)
+            return 1
         rejected = int(spool.get_meta("rejected") or 0)
         confirmed = int(spool.get_meta("confirmed") or 0)
         if not agent.done:
@@ -457,6 +464,15 @@ def _import(args: argparse.Namespace, cfg: Config, path: Path, tz: ZoneInfo,
               f"{confirmed - rejected} stored, {rejected} refused (see "
               f"{topics.rejected(args.ship)})", file=err)
         return 1 if rejected else 0
+
+
+# CONNACK reasons no retry mends: client id not valid, bad user name or password, not
+# authorized, banned (MQTT 5 codes; paho maps MQTT 3.1.1's onto them).
+CREDENTIALS_REFUSED = frozenset({0x85, 0x86, 0x87, 0x8A})
+
+
+class CredentialsRefusedError(Exception):
+    """The broker refused the ship's credentials: retrying would not help."""
 
 
 def _send(agent: Agent, spool: Spool, stop: threading.Event, total: int, before: int,
@@ -471,6 +487,8 @@ def _send(agent: Agent, spool: Spool, stop: threading.Event, total: int, before:
         last = 0.0
         while not stop.is_set():
             agent.step()
+            if agent.refusal is not None and agent.refusal.value in CREDENTIALS_REFUSED:
+                raise CredentialsRefusedError(str(agent.refusal))
             confirmed = int(spool.get_meta("confirmed") or 0)
             now = time.monotonic()
             if confirmed != shown or now - last > 1:

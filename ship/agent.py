@@ -122,6 +122,9 @@ class Agent:
         self._disk_full_logged = 0.0
         self._last_heartbeat = 0.0
         self._refused: str | None = None
+        # The broker's last refusal of this ship's CONNECT, until one is accepted: a running
+        # agent keeps retrying (its account may be added later), a one-shot command may stop.
+        self.refusal: ReasonCode | None = None
         self._started = False
 
         self.presence = presence
@@ -140,7 +143,7 @@ class Agent:
     def _on_connect(self, client: mqtt.Client, _u: Any, flags: mqtt.ConnectFlags,
                     reason: ReasonCode, _p: Properties | None) -> None:
         if reason.is_failure:
-            self._events.put(("refused", str(reason)))
+            self._events.put(("refused", reason))
         else:
             # Subscribe on every connect: a broker that lost its state (a crash between
             # snapshots) has lost the subscription too. Before any publish of this connection,
@@ -236,6 +239,7 @@ class Agent:
                 return
             if kind == "connected":
                 self._refused = None
+                self.refusal = None
                 self._set_connected(True, "")
                 outstanding = self.spool.outstanding()
                 log.info("%s connected to %s:%d (session present: %s); %d readings in the spool,"
@@ -249,11 +253,13 @@ class Agent:
                                 self.ship, value)
                     self._set_connected(False, value)
             elif kind == "refused":
-                if value != self._refused:
+                self.refusal = value
+                text = str(value)
+                if text != self._refused:
                     log.error("the broker refused ship %s: %s (check its id and password)",
-                              self.ship, value)
-                    self._refused = value
-                    self._set_connected(False, f"refused: {value}")
+                              self.ship, text)
+                    self._refused = text
+                    self._set_connected(False, f"refused: {text}")
             elif kind == "ack":
                 self._ack(value, now)
 

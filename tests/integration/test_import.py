@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -114,3 +115,18 @@ def test_spreadsheet_of_a_register_meter(stack: Stack, tmp_path: Path) -> None:
     assert sums == pytest.approx(want) and set(counts.values()) == {1}
 
 
+
+
+def test_a_refused_password_ends_the_import_at_once(stack: Stack, tmp_path: Path) -> None:
+    ship, password = stack.ship()
+    path = tmp_path / "log.csv"
+    path.write_text("time;value\n2025-05-01 00:00;1,0\n2025-05-01 00:15;2,0\n", encoding="utf-8")
+    started = time.monotonic()
+    done = run_import(stack, [str(path), "--ship", ship, f"--password={password}x",
+                              "--no-progress"])
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert f"the broker refused ship {ship}" in done.stderr and "0 of 2 readings" in done.stderr
+    assert time.monotonic() - started < 30  # not retried until someone presses Ctrl-C
+    again = run_import(stack, [str(path), "--ship", ship, f"--password={password}",
+                               "--no-progress"])
+    assert again.returncode == 0 and "imported 2 readings" in again.stderr, again.stderr[-2000:]
