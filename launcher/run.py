@@ -104,12 +104,14 @@ Add ships with: .venv/bin/fleetctl ship add <id>     Press Ctrl-C to stop everyt
 """
 
 
-def dev_token_text(http_url: str, token: str, *, auth: str = "token") -> str:
-    """What ``make run`` prints about the read API's authentication."""
+def dev_token_text(http_url: str, token: str, *, auth: str = "token",
+                   kept_in: str = "dev.token") -> str:
+    """What ``make run`` prints about the read API's authentication (``kept_in``: the file
+    holding the token)."""
     if auth == "none":
         return (f"HTTP auth is off (http.auth = none): {http_url}/v1/... answers anyone.\n"
                 f"Dashboard: {http_url}/\n")
-    return (f"Development API token (stored hashed as {DEV_TOKEN_NAME!r}; kept in dev.token):\n"
+    return (f"Development API token (stored hashed as {DEV_TOKEN_NAME!r}; kept in {kept_in}):\n"
             f"  {token}\n"
             f"  curl -H 'Authorization: Bearer {token}' {http_url}/v1/ships\n"
             f"Dashboard: {http_url}/#token={token}\n"
@@ -246,7 +248,8 @@ def main() -> int:
             start(simulator_service(cfg, env), timeout=10)
         print(banner(cfg, ship, ship_password, metrics_port, dev_token), flush=True)
         print(dev_token_text(f"http://{cfg.http.host}:{cfg.http.port}", dev_token,
-                             auth=cfg.http.auth), flush=True)
+                             auth=cfg.http.auth,
+                             kept_in=str(paths.dev_token_file(cfg.local.path))), flush=True)
         print(simulate_banner(cfg, sim_ships), flush=True)
         print(alerts_banner(env), flush=True)
         paths.run_dir(cfg.local.path).mkdir(exist_ok=True)
