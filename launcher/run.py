@@ -95,7 +95,7 @@ Fleet telemetry is running (data in {cfg.local.path}; logs in {paths.logs_dir(cf
   Query service   {http}/data  {http}/v1/ships/{{id}}/energy  {http}/healthz
   Bridge metrics  http://{cfg.http.host}:{metrics_port}/metrics
 Demo ship: id {ship}, password {password}
-  mosquitto_pub -h {cfg.mqtt.host} -p {cfg.mqtt.port} -u {ship} -P '{password}' -q 1 \\
+  mosquitto_pub -V mqttv5 -h {cfg.mqtt.host} -p {cfg.mqtt.port} -u {ship} -P '{password}' -q 1 \\
     -t {topics.readings(ship)} \\
     -m '{{"units": "kWh", "data": [{{"datetime": "2018-08-24T00:00:00Z", "value": 12}}, \
 {{"datetime": "2018-08-24T01:00:00Z", "value": 26}}, {{"datetime": "2018-08-24T02:00:00Z", "value": 18}}]}}'
