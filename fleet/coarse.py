@@ -195,30 +195,35 @@ def expected(sums: dict[tuple[str, str], list[tuple[int, Sum]]], hours: Sequence
     """
     out: dict[Key, Sum] = {}
     hour_set = set(hours)
+    last_day = len(days) - 1
     for (ship, meter), rows in sums.items():
-        acc: dict[Key, tuple[list[float], list[float], list[float]]] = {}
+        # Rows grouped by period start first, Keys made once per period: this runs on every
+        # reconcile, over every window of the touched hours and days.
+        by_hour: dict[int, list[Sum]] = {}
+        by_day: dict[int, list[Sum]] = {}
         di = 0
         for t, s in rows:
             h = t - t % HOUR_US
             if h in hour_set:
-                _add(acc, Key("hour", ship, meter, h), s)
-            while di + 1 < len(days) and t >= days[di + 1]:
+                group = by_hour.get(h)
+                if group is None:
+                    by_hour[h] = [s]
+                else:
+                    group.append(s)
+            while di < last_day and t >= days[di + 1]:
                 di += 1
-            if di + 1 < len(days) and days[di] <= t < days[di + 1]:
-                _add(acc, Key("day", ship, meter, days[di]), s)
-        out.update((k, Sum(math.fsum(kwh), math.fsum(sec), math.fsum(n)))
-                   for k, (kwh, sec, n) in acc.items())
+            if di < last_day and days[di] <= t:
+                group = by_day.get(days[di])
+                if group is None:
+                    by_day[days[di]] = [s]
+                else:
+                    group.append(s)
+        for level, groups in (("hour", by_hour), ("day", by_day)):
+            for start, group in groups.items():
+                kwh, seconds, n = zip(*group, strict=True)
+                out[Key(level, ship, meter, start)] = Sum(math.fsum(kwh), math.fsum(seconds),
+                                                          math.fsum(n))
     return out
-
-
-def _add(acc: dict[Key, tuple[list[float], list[float], list[float]]], key: Key, s: Sum) -> None:
-    v = acc.get(key)
-    if v is None:
-        acc[key] = ([s.kwh], [s.seconds], [s.n])
-    else:
-        v[0].append(s.kwh)
-        v[1].append(s.seconds)
-        v[2].append(s.n)
 
 
 def _stored_queries(cfg: InfluxConfig, ships: Sequence[str] | None, start_us: int,

@@ -103,6 +103,11 @@ log = logging.getLogger(__name__)
 
 _STEPS_S = (86400, 43200, 21600, 10800, 7200, 3600, 1800, 900)
 _RAW_ROWS = 5000
+# The longest parts pieces read window by window (see _statements): a day of windows when the
+# ships are not named (a fleet's edges), and a year of one ship's for named ships (a zone such as
+# Asia/Kolkata, whose periods begin on half hours, reads all its periods from the parts).
+_EDGE_WINDOWS = 96
+_WINDOW_ROWS = 40_000
 _RESOLUTION_US = {"parts": 900 * US, "hour": 3600 * US, "day": 86400 * US}
 _STATE_TTL = 5.0
 _CACHE_ENTRIES = 2048
@@ -204,11 +209,16 @@ def _statements(config: Config, pieces: list[Piece], plist: list[Period],
                   f"sum({quote_ident(FIELD_SECONDS)}) AS seconds, {n} AS n FROM {src} WHERE ")
         tags = f"{quote_ident(TAG_SHIP)}, {quote_ident(TAG_METER)}"
         first = bisect.bisect_right(starts, piece.start_us) - 1
-        if piece.source == "parts":
+        windows = -(-(piece.end_us - piece.start_us) // QUARTER_US)
+        if piece.source == "parts" and (windows <= _EDGE_WINDOWS if ships is None
+                                        else len(ships) * windows <= _WINDOW_ROWS):
             # The 15-minute windows, as a 15-minute query sums them, added up in _add_all: a
             # sum over more parts in InfluxDB would be the parts added one by one, which is not
             # what adding up the windows gives (fleet/coarse.py, expected). Period boundaries
             # are whole quarter hours (a zone off them is refused), so no window straddles one.
+            # Beyond _EDGE_WINDOWS / _WINDOW_ROWS (a fleet's year in Asia/Kolkata, or the
+            # coarse series still being built) InfluxDB sums the parts as below: exact but for
+            # the last digit, rather than millions of windows read one by one.
             out.append((piece, first, select + _where(ships, meter, piece.start_us, piece.end_us)
                         + f" GROUP BY time(900s), {tags} fill(none)"))
             continue
