@@ -214,7 +214,8 @@ def _statements(config: Config, pieces: list[Piece], plist: list[Period],
                                         else len(ships) * windows <= _WINDOW_ROWS):
             # The 15-minute windows, as a 15-minute query sums them, added up in _add_all: a
             # sum over more parts in InfluxDB would be the parts added one by one, which is not
-            # what adding up the windows gives (fleet/coarse.py, expected). Period boundaries
+            # what adding up the windows gives (a Kolkata day of 5-minute 1 kW readings came out
+            # as 18.500000000000007 kWh, its windows add up to 18.5). Period boundaries
             # are whole quarter hours (a zone off them is refused), so no window straddles one.
             # Beyond _EDGE_WINDOWS / _WINDOW_ROWS (a fleet's year in Asia/Kolkata, or the
             # coarse series still being built) InfluxDB sums the parts as below: exact but for
@@ -259,9 +260,9 @@ def _statements(config: Config, pieces: list[Piece], plist: list[Period],
 def _add_all(answer: CalendarAnswer, starts: list[int],
              read: Iterable[tuple[Piece, list[Series]]]) -> None:
     """Sum what was read into ``answer.totals``: per (ship, meter) and period, the correctly
-    rounded sum (``math.fsum``) of its rows, 15-minute windows and coarse values (themselves sums
-    of windows, fleet/coarse.py). A period is so what adding up its windows gives, in whatever
-    order and from whichever series they were read (CONTRACT section 5)."""
+    rounded sum (``math.fsum``) of its rows, 15-minute windows and coarse values, in whatever
+    order they were read. A period of windows is so exactly what adding them up gives (CONTRACT
+    section 5); coarse values (fleet/coarse.py) are that but for the last digit."""
     acc: dict[tuple[str, str], dict[int, tuple[list[float], list[float]]]] = {}
     for piece, result in read:
         for series in result:
